@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   – the workbench on its embedded default (SQLite, in-process jobs, local provider, demo)
+#   make test  – lint, types and the whole test suite (TEST_DATABASE_URL=postgresql://... for PostgreSQL)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: run test venv chromium lint typecheck bench demo clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Browser tests drive Debian's Chromium; never a downloaded browser build.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser test..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  { echo "ERROR: chromium is missing and could not be installed (apt-get install chromium)"; exit 1; }; }
+
+run: venv
+	$(PY) -m core migrate
+	$(PY) -m core demo --if-empty
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+test: venv chromium
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy core workers
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,97 @@
+"""Settings from the environment: one class, built lazily, secrets as ``SecretStr``.
+
+Nothing here connects to anything; ``get_settings()`` only reads variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of the workbench. Environment variable names are the field names, upper-cased."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data",
+        validation_alias="WORKBENCH_DATA_DIR",
+        description="Where the SQLite file and the content-addressed PDF store live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL; unset means a SQLite file under data_dir.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias="REDIS_URL",
+        description="Redis for RQ workers; unset means jobs run in-process.",
+    )
+    provider: str = Field(
+        default="local",
+        validation_alias="WORKBENCH_PROVIDER",
+        description="Provider for every agent: local (offline), openai or anthropic.",
+    )
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+
+    max_upload_mb: int = Field(
+        default=50, validation_alias="WORKBENCH_MAX_UPLOAD_MB", description="Largest PDF accepted, MiB."
+    )
+    chunk_tokens: int = Field(
+        default=350, validation_alias="WORKBENCH_CHUNK_TOKENS", description="Target tokens per chunk."
+    )
+    rewrite_rounds: int = Field(
+        default=2,
+        validation_alias="WORKBENCH_REWRITE_ROUNDS",
+        description="Rewriter rounds per failed sentence before it is marked for review.",
+    )
+    writer_top_k: int = Field(
+        default=6, validation_alias="WORKBENCH_WRITER_TOP_K", description="Facts the Writer retrieves."
+    )
+
+    budget_librarian_chunk_tokens: int = Field(default=4_000, validation_alias="BUDGET_LIBRARIAN_CHUNK_TOKENS")
+    budget_writer_tokens: int = Field(default=8_000, validation_alias="BUDGET_WRITER_TOKENS")
+    budget_verifier_tokens: int = Field(default=4_000, validation_alias="BUDGET_VERIFIER_TOKENS")
+    budget_rewriter_tokens: int = Field(default=4_000, validation_alias="BUDGET_REWRITER_TOKENS")
+    budget_paragraph_tokens: int = Field(default=60_000, validation_alias="BUDGET_PARAGRAPH_TOKENS")
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"local", "openai", "anthropic"}:
+            raise ValueError("WORKBENCH_PROVIDER must be one of: local, openai, anthropic")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'workbench.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

@@ -1,0 +1,49 @@
+"""Tenants and users. Until the login issue lands there is one default tenant and user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import Tenant, User
+
+DEFAULT_TENANT_SLUG = "default"
+DEFAULT_USER_EMAIL = "researcher@localhost"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is acting: every call that touches tenant data is given this (or its tenant_id)."""
+
+    tenant_id: int
+    user_id: int
+
+
+def bootstrap(session: Session) -> Identity:
+    """The default tenant and user, created on first use (idempotent)."""
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == DEFAULT_TENANT_SLUG))
+    if tenant is None:
+        tenant = Tenant(slug=DEFAULT_TENANT_SLUG, name="Default workspace")
+        session.add(tenant)
+        session.flush()
+    user = session.scalar(
+        select(User).where(User.tenant_id == tenant.id, User.email == DEFAULT_USER_EMAIL)
+    )
+    if user is None:
+        user = User(tenant_id=tenant.id, email=DEFAULT_USER_EMAIL, display_name="Researcher", role="researcher")
+        session.add(user)
+        session.flush()
+    return Identity(tenant_id=tenant.id, user_id=user.id)
+
+
+def create_tenant(session: Session, *, slug: str, name: str) -> Identity:
+    """A further tenant with one researcher (used by tests of isolation and by later issues)."""
+    tenant = Tenant(slug=slug, name=name)
+    session.add(tenant)
+    session.flush()
+    user = User(tenant_id=tenant.id, email=f"researcher@{slug}", display_name="Researcher", role="researcher")
+    session.add(user)
+    session.flush()
+    return Identity(tenant_id=tenant.id, user_id=user.id)
