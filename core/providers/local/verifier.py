@@ -1,0 +1,183 @@
+"""The local Verifier: an offline, deterministic reading of whether the cited facts state
+what the sentence says.
+
+Each part of the sentence must be stated by one cited fact (not pieced together from
+several), the restrictions of a restated fact (population, condition, setting,
+"some") must be kept, the roles around a relation ("A outperformed B") must not be
+swapped, and every cited fact must bear on the sentence.
+"""
+
+from __future__ import annotations
+
+from core.agents.contracts import VerifierInput, VerifierOutput
+from core.claims import GENERIC_HEADS, Claim, content_stems, entity_stems, fronted_stems, Clause, Token, analyse, is_content, number_stems, tokenize
+
+_SEGMENT_BREAKS = frozenset({";", "and", "whereas", "while", "but", "although", "though"})
+
+
+def verify(request: VerifierInput) -> VerifierOutput:
+    facts = {f.id: analyse(f.text) for f in request.facts}
+    cited = [c for c in dict.fromkeys(request.cited) if c in facts]
+    if not cited:
+        return VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No cited fact to check.")
+    claim = analyse(request.sentence)
+    evidence = {c: facts[c] for c in cited}
+
+    for stems, numbers, _link in _segments(request.sentence):
+        if not stems:
+            continue
+        best_id, missing = _best_cover(stems, numbers, evidence)
+        if missing:
+            listing = ", ".join(sorted(m.lstrip("#") for m in missing)[:5])
+            return VerifierOutput(
+                verdict="unsupported",
+                failure_mode="unsupported_content",
+                reason=f"No single cited fact states this part of the sentence (not in {best_id}: {listing}).",
+            )
+
+    for fact_id, fact in evidence.items():
+        for clause in fact.clauses:
+            finding = _scope(clause, claim)
+            if finding:
+                return VerifierOutput(verdict="unsupported", failure_mode="scope_widened", reason=f"{fact_id} {finding}")
+        if _roles_swapped(claim, fact):
+            return VerifierOutput(
+                verdict="unsupported",
+                failure_mode="role_swap",
+                reason=f"The sentence reverses who does what to whom compared with {fact_id}.",
+            )
+
+    for fact_id, fact in evidence.items():
+        if not (claim.content & fact.content) and not (number_stems(claim.quantities) & number_stems(fact.quantities)):
+            return VerifierOutput(
+                verdict="unsupported",
+                failure_mode="irrelevant_citation",
+                reason=f"{fact_id} has nothing to do with this sentence; cite the fact that states it.",
+            )
+    return VerifierOutput(
+        verdict="supported", failure_mode=None, reason=f"Stated by {', '.join(cited)}."
+    )
+
+
+_RELATIVES = frozenset({"which", "who", "that", "whose"})
+
+
+def _segments(sentence: str) -> list[tuple[set[str], set[str], set[str]]]:
+    """Content stems, numbers and required link of each coordinated part of the sentence.
+
+    A relative clause after a comma (", which were warmed ...") may come from another cited
+    fact, but that fact must name what the clause is about (the link: the last content word
+    before the comma), so a clause cannot be hung on the wrong thing.
+    """
+    parts: list[list[Token]] = [[]]
+    links: list[set[str]] = [set()]
+    tokens = tokenize(sentence)
+    current = 0
+    main = 0  # the part a relative clause returns to when it closes
+    for i, token in enumerate(tokens):
+        if token.lower in _SEGMENT_BREAKS:
+            parts.append([])
+            links.append(set())
+            current = main = len(parts) - 1
+        elif token.lower in _RELATIVES and i > 0 and tokens[i - 1].lower == ",":
+            antecedent = next((t.stem for t in reversed(parts[current]) if is_content(t)), None)
+            parts.append([])
+            links.append({antecedent} if antecedent else set())
+            main, current = current, len(parts) - 1
+        elif token.lower == "," and current != main:
+            current = main
+        else:
+            parts[current].append(token)
+    out = []
+    for part, link in zip(parts, links, strict=True):
+        stems = content_stems(part)
+        numbers = {f"#{t.value:g}" for t in part if t.kind == "number" and t.value is not None}
+        out.append((stems | numbers | link, numbers, link))
+    return out
+
+
+def _best_cover(stems: set[str], numbers: set[str], evidence: dict[str, Claim]) -> tuple[str, set[str]]:
+    best_id, best_missing = "", stems
+    for fact_id, fact in evidence.items():
+        available = fact.content | number_stems(fact.quantities)
+        missing = stems - available
+        if len(missing) < len(best_missing) or not best_id:
+            best_id, best_missing = fact_id, missing
+    return best_id, best_missing
+
+
+def _scope(clause: Clause, claim: Claim) -> str | None:
+    core = clause.content - clause.qualifier_stems or clause.content
+    shared = core & claim.content
+    if not core or len(shared) < min(2, len(core)) or len(shared) / len(core) < 0.6:
+        return None  # the sentence does not restate this clause
+    have = claim.content | number_stems(claim.quantities)
+    named = entity_stems(claim)
+    for qualifier in clause.qualifiers:
+        dropped = qualifier - have
+        # "on MMLU" keeps "on the MMLU benchmark": a kept name carries the restriction.
+        if dropped and not (qualifier & named and dropped <= GENERIC_HEADS):
+            return "limits the claim (" + ", ".join(sorted(d.lstrip("#") for d in dropped)) + "); the sentence drops it."
+    sentence_words = {t.lower for t in claim.tokens}
+    for word in clause.restrictive:
+        if word not in sentence_words:
+            return f"says '{word}'; the sentence drops that restriction."
+    return None
+
+
+_SYMMETRIC = frozenset({"correl", "associ", "interact", "link", "differ", "compar", "similar", "match", "equal"})
+_PASSIVE_AUX = frozenset({"is", "are", "was", "were", "be", "been", "being"})
+
+
+def _roles_swapped(claim: Claim, fact: Claim) -> bool:
+    """True when two things on either side of a shared word trade places ("A mediated B" / "B mediated A").
+
+    A switch between active and passive voice ("the compound inhibited the kinase" / "the kinase was
+    inhibited by the compound") is expected to swap the sides of its verb, and is read as such.
+    """
+    s_once = _single_occurrences(claim)
+    f_once = _single_occurrences(fact)
+    for pivot in s_once.keys() & f_once.keys():
+        if pivot in _SYMMETRIC:
+            continue
+        s_left, s_right = _sides(claim, s_once[pivot])
+        f_left, f_right = _sides(fact, f_once[pivot])
+        if _passive_at(claim, s_once[pivot]) != _passive_at(fact, f_once[pivot]):
+            if _passive_at(fact, f_once[pivot]):
+                f_left, f_right = f_right, f_left
+            else:
+                s_left, s_right = s_right, s_left
+        movable = fronted_stems(claim) | fronted_stems(fact)
+        if (s_left & (f_right - f_left) - movable) and (s_right & (f_left - f_right) - movable):
+            return True
+    return False
+
+
+def _single_occurrences(claim: Claim) -> dict[str, int]:
+    seen: dict[str, list[int]] = {}
+    for t in claim.tokens:
+        if is_content(t):
+            seen.setdefault(t.stem, []).append(t.index)
+    return {stem: idx[0] for stem, idx in seen.items() if len(idx) == 1}
+
+
+def _passive_at(claim: Claim, index: int) -> bool:
+    """``index`` is a verb in the passive voice: "was inhibited by"."""
+    tokens = claim.tokens
+    before = [t.lower for t in tokens[max(0, index - 2) : index]]
+    after = tokens[index + 1 : index + 2]
+    return bool(_PASSIVE_AUX & set(before)) and bool(after) and after[0].lower == "by"
+
+
+def _sides(claim: Claim, index: int) -> tuple[set[str], set[str]]:
+    clause_start = 0
+    clause_end = len(claim.tokens)
+    for t in claim.tokens:
+        if t.lower in {";", "whereas", "while", "but"}:
+            if t.index < index:
+                clause_start = t.index + 1
+            elif t.index > index and clause_end == len(claim.tokens):
+                clause_end = t.index
+    left = {t.stem for t in claim.tokens[clause_start:index] if is_content(t)}
+    right = {t.stem for t in claim.tokens[index + 1 : clause_end] if is_content(t)}
+    return left, right
