@@ -10,10 +10,12 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
     │   ├── EncryptedPdfError
     │   ├── CorruptPdfError
     │   ├── EmptyPdfError         scanned or text-less
-    │   └── FileTooLargeError
+    │   ├── FileTooLargeError
+    │   └── DuplicateDocumentError  the same file is already in the manuscript
     ├── ContractError             an agent's output broke its JSON contract
     ├── ProviderError             a model provider failed or is unknown
     ├── PromptError               a prompt file is missing or malformed
+    ├── BudgetExceededError       a call would take a stage or paragraph over its token budget
     ├── NoFactsError              a paragraph cannot be drafted without facts
     ├── ImmutableRecordError      an attempt to change a stored version
     └── JobError                  a job cannot be enqueued, cancelled or retried
@@ -58,6 +60,14 @@ class FileTooLargeError(IngestError):
     pass
 
 
+class DuplicateDocumentError(IngestError):
+    """The same bytes (sha256) are already a document of this manuscript; ``document_id`` names it."""
+
+    def __init__(self, message: str, document_id: int | None = None) -> None:
+        super().__init__(message)
+        self.document_id = document_id
+
+
 class ContractError(WorkbenchError):
     pass
 
@@ -67,6 +77,10 @@ class ProviderError(WorkbenchError):
 
 
 class PromptError(WorkbenchError):
+    pass
+
+
+class BudgetExceededError(WorkbenchError):
     pass
 
 

@@ -7,6 +7,7 @@ from empty tables.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,8 +76,9 @@ def _empty_tables(engine: Engine) -> None:
 
 
 @pytest.fixture
-def clean_db(engine: Engine) -> Engine:
+def clean_db(engine: Engine, data_root: Path) -> Engine:
     _empty_tables(engine)
+    shutil.rmtree(data_root / "blobs", ignore_errors=True)  # stored originals go with their rows
     return engine
 
 

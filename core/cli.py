@@ -1,0 +1,245 @@
+"""``python -m core``: what the pages do, from a terminal.
+
+    python -m core migrate                 bring the database schema to head
+    python -m core demo [--if-empty]       seed the demo manuscript
+    python -m core manuscripts             list manuscripts
+    python -m core ingest MANUSCRIPT_ID FILE.pdf ...
+    python -m core facts MANUSCRIPT_ID [--query Q] [--top-k K]
+    python -m core paragraph add MANUSCRIPT_ID "brief"
+    python -m core draft PARAGRAPH_ID
+    python -m core show PARAGRAPH_ID
+    python -m core verify FILE.jsonl [-o OUT.jsonl]
+    python -m core prompts lock
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from core import db, prompts
+from core.errors import WorkbenchError
+from core.tenancy import Identity, bootstrap
+
+
+def _identity() -> Identity:
+    with db.session_scope() as session:
+        return bootstrap(session)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    db.migrate()
+    print("database schema is at head")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from core.demo import demo_exists, seed_demo
+
+    db.migrate()
+    identity = _identity()
+    with db.session_scope() as session:
+        if args.if_empty and demo_exists(session, tenant_id=identity.tenant_id):
+            print("demo manuscript already present")
+            return 0
+        manuscript = seed_demo(session, identity=identity, progress=lambda f, m: print(f"[{f:4.0%}] {m}"))
+        print(f"seeded demo manuscript {manuscript.id}: {manuscript.title}")
+    return 0
+
+
+def cmd_manuscripts(_args: argparse.Namespace) -> int:
+    from core.manuscripts import list_manuscripts
+
+    identity = _identity()
+    with db.session_scope() as session:
+        for m in list_manuscripts(session, tenant_id=identity.tenant_id):
+            print(f"{m.id}\t{m.title}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from core.pipeline import new_trace_id
+    from core.sources import add_source
+
+    identity = _identity()
+    failures = 0
+    for path in args.files:
+        try:
+            with db.session_scope() as session:
+                result = add_source(
+                    session, identity=identity, manuscript_id=args.manuscript_id, filename=Path(path).name,
+                    data=Path(path).read_bytes(), trace_id=new_trace_id(),
+                )
+                print(f"{path}: document {result.document.id}, {result.document.page_count} pages, "
+                      f"{result.facts_added} facts ({result.facts_rejected} rejected)")
+        except WorkbenchError as error:
+            failures += 1
+            print(f"{path}: {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    from core.facts import list_facts
+    from core.retrieval import search_corpus
+
+    identity = _identity()
+    with db.session_scope() as session:
+        if args.query:
+            for hit in search_corpus(session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript_id,
+                                     query=args.query, top_k=args.top_k):
+                print(f"{hit.ref}\t{hit.score:.3f}\tp.{hit.page}\t{hit.text}")
+        else:
+            for fact in list_facts(session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript_id):
+                print(f"{fact.ref}\t{fact.kind}\tp.{fact.page}\t{fact.text}")
+    return 0
+
+
+def cmd_paragraph_add(args: argparse.Namespace) -> int:
+    from core.manuscripts import add_paragraph
+
+    identity = _identity()
+    with db.session_scope() as session:
+        paragraph = add_paragraph(session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript_id,
+                                  brief=args.brief)
+        print(paragraph.id)
+    return 0
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    from core.pipeline import draft_paragraph
+
+    identity = _identity()
+    with db.session_scope() as session:
+        version = draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id,
+                                  paragraph_id=args.paragraph_id)
+        _print_version(version)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from core.manuscripts import latest_version
+
+    identity = _identity()
+    with db.session_scope() as session:
+        version = latest_version(session, tenant_id=identity.tenant_id, paragraph_id=args.paragraph_id)
+        if version is None:
+            print("no version yet: run `python -m core draft PARAGRAPH_ID`")
+            return 1
+        _print_version(version)
+    return 0
+
+
+def _print_version(version: Any) -> None:
+    print(f"version {version.number} ({version.status}, {version.origin}, trace {version.trace_id})")
+    for s in version.sentences:
+        mark = "supported" if s.verdict == "supported" else f"UNSUPPORTED {s.failure_mode}: {s.reason}"
+        print(f"  {s.ordinal}. {s.text} [{', '.join(s.cites)}] -> {mark}")
+
+
+def _read_jsonl(stream: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield number, None, f"line {number} is not JSON: {error.msg}"
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("sentence"), str):
+            yield number, None, f"line {number} needs a \"sentence\" string"
+            continue
+        yield number, item, None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from core.gateway import CallContext
+    from core.pipeline import new_trace_id
+    from core.verify_file import verify_item
+
+    if args.file != "-" and not Path(args.file).is_file():
+        print(f"error: no such file: {args.file}", file=sys.stderr)
+        return 2
+    db.migrate()
+    identity = _identity()
+    bad = 0
+    with contextlib.ExitStack() as stack:
+        source = sys.stdin if args.file == "-" else stack.enter_context(open(args.file, encoding="utf-8"))
+        out = stack.enter_context(open(args.output, "w", encoding="utf-8")) if args.output else sys.stdout
+        session = stack.enter_context(db.session_scope())
+        ctx = CallContext(session=session, tenant_id=identity.tenant_id, trace_id=new_trace_id())
+        for number, item, problem in _read_jsonl(source):
+            if problem or item is None:
+                bad += 1
+                print(f"error: {problem}", file=sys.stderr)
+                continue
+            try:
+                result = verify_item(item, ctx=ctx)
+            except WorkbenchError as error:
+                bad += 1
+                print(f"error: line {number}: {error}", file=sys.stderr)
+                continue
+            out.write(json.dumps({**item, **result}, ensure_ascii=False) + "\n")
+            out.flush()
+    return 2 if bad else 0
+
+
+def cmd_prompts_lock(_args: argparse.Namespace) -> int:
+    added = prompts.lock_new_versions()
+    print("locked: " + (", ".join(added) if added else "nothing new"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="OpusBlocks Workbench from the terminal.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="bring the database schema to head").set_defaults(func=cmd_migrate)
+    demo = sub.add_parser("demo", help="seed the demo manuscript from generated PDFs")
+    demo.add_argument("--if-empty", action="store_true", help="do nothing if the demo is already there")
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("manuscripts", help="list manuscripts").set_defaults(func=cmd_manuscripts)
+    ingest = sub.add_parser("ingest", help="add PDFs to a manuscript and extract their facts")
+    ingest.add_argument("manuscript_id", type=int)
+    ingest.add_argument("files", nargs="+")
+    ingest.set_defaults(func=cmd_ingest)
+    facts = sub.add_parser("facts", help="list or search a manuscript's facts")
+    facts.add_argument("manuscript_id", type=int)
+    facts.add_argument("--query")
+    facts.add_argument("--top-k", type=int, default=8)
+    facts.set_defaults(func=cmd_facts)
+    paragraph = sub.add_parser("paragraph", help="paragraph blocks").add_subparsers(dest="action", required=True)
+    add = paragraph.add_parser("add", help="add a paragraph block with its brief")
+    add.add_argument("manuscript_id", type=int)
+    add.add_argument("brief")
+    add.set_defaults(func=cmd_paragraph_add)
+    draft = sub.add_parser("draft", help="draft, verify and repair a paragraph")
+    draft.add_argument("paragraph_id", type=int)
+    draft.set_defaults(func=cmd_draft)
+    show = sub.add_parser("show", help="show a paragraph's latest version with verdicts")
+    show.add_argument("paragraph_id", type=int)
+    show.set_defaults(func=cmd_show)
+    verify = sub.add_parser(
+        "verify",
+        help='verify sentences from JSONL: {"sentence", "facts": [{"id", "text"}], "cited": [ids]} per line',
+    )
+    verify.add_argument("file", help="JSONL file, or - for standard input")
+    verify.add_argument("-o", "--output", help="write results here instead of standard output")
+    verify.set_defaults(func=cmd_verify)
+    prompt = sub.add_parser("prompts", help="prompt registry").add_subparsers(dest="action", required=True)
+    prompt.add_parser("lock", help="pin new prompt versions in prompts.lock.json").set_defaults(func=cmd_prompts_lock)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except WorkbenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

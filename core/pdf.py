@@ -1,0 +1,312 @@
+"""Validate an uploaded PDF and extract its text, one string per page.
+
+What comes out of here is the canonical text of the document: chunks are cut from it and facts
+quote it verbatim, so normalisation is deliberately moderate and happens exactly once:
+
+* ligatures (``ﬁ``) become their letters, soft and Unicode hyphens become ``-``, NUL and other
+  control characters go (PostgreSQL cannot store NUL), every run of spaces becomes one space;
+* a line wrapped inside a paragraph is joined with a space, a word hyphenated across a line
+  break is rejoined (``treat-\\nment`` -> ``treatment``, but ``drought-\\ntolerant`` keeps its
+  hyphen when the document shows it is a compound);
+* headings and paragraph ends stay on their own lines, and a bare page number printed at the top
+  or bottom of a page is dropped.
+
+Everything else (words, numbers, punctuation) is kept exactly as pypdf extracts it. The work is
+one pypdf pass per page plus a few regex passes and a loop over lines, never over characters, so
+ingestion stays close to raw ``extract_text`` speed (see ``bench/ingest.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import pairwise
+
+from pypdf import PdfReader
+from pypdf.errors import DependencyError, FileNotDecryptedError
+from pypdf.generic import DictionaryObject
+
+from core.errors import (
+    ConfigurationError,
+    CorruptPdfError,
+    EmptyPdfError,
+    EncryptedPdfError,
+    FileTooLargeError,
+    NotAPdfError,
+    WorkbenchError,
+)
+from core.progress import ProgressFn, no_progress
+
+log = logging.getLogger(__name__)
+
+HEADER_WINDOW = 1024
+"""Bytes at the start of a file searched for ``%PDF-``; PDF readers allow some junk before it."""
+
+WRAPPED_LINE_RATIO = 0.75
+"""A line at least this fraction of the page's usual line length is taken to wrap into the next."""
+
+# Signatures of files people upload by mistake, to say what the file is instead of "not a PDF".
+_KNOWN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a ZIP-based file (Word .docx, PowerPoint or a .zip)"),
+    (b"\xd0\xcf\x11\xe0", "an old Microsoft Office file (.doc)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"{\\rtf", "an RTF document"),
+    (b"<!DOCTYPE html", "a web page"),
+    (b"<html", "a web page"),
+)
+
+_CHAR_MAP: dict[int, str | None] = {
+    0xFB00: "ff",
+    0xFB01: "fi",
+    0xFB02: "fl",
+    0xFB03: "ffi",
+    0xFB04: "ffl",
+    0xFB05: "st",
+    0xFB06: "st",
+    0x2010: "-",  # Unicode hyphen and non-breaking hyphen look like "-"; quoting them must not fail
+    0x2011: "-",
+    0x00AD: None,  # soft hyphens left inside a line are invisible in print
+    0x200B: None,
+    0xFEFF: None,
+    ord("\r"): "\n",
+}
+_CHAR_MAP.update({c: None for c in range(0x20) if chr(c) not in "\t\n\r\x0b\x0c"})
+_TRANSLATION = str.maketrans(_CHAR_MAP)
+
+_SOFT_HYPHEN_BREAK = re.compile("\u00ad[^\\S\n]*\n[^\\S\n]*")
+_INLINE_SPACE = re.compile(r"[^\S\n]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_PAGE_NUMBER_LINE = re.compile(r"(?:page )?\d{1,3}(?: (?:of|/) \d{1,3})?", re.IGNORECASE)
+_HYPHEN_PAIR = re.compile(r"(\w+)-(?=(\w+))")
+_LAST_WORD = re.compile(r"(\w+)-$")
+_FIRST_WORD = re.compile(r"\w+")
+_BROKEN_WORD = re.compile(r"\w+-\n\w+")
+_WORD = re.compile(r"\w+")
+_KEYWORDS_LINE = re.compile(r"(?:keywords|key words|index terms)\b", re.IGNORECASE)
+_HEADING_LINE = re.compile(
+    r"(?:\d+(?:\.\d+)*\.? +[A-Z]|(?:abstract|introduction|background|(?:materials and )?methods|results"
+    r"|discussion|conclusions?|references|bibliography|acknowledge?ments)\b)",
+    re.IGNORECASE,
+)
+_TERMINAL = ".!?:"
+_CLOSERS = ")]\"'\u2019\u201d"
+_HEADING_END = ".!?:;,"
+
+
+def display_name(filename: str | None) -> str:
+    return f"'{filename}'" if filename else "The file"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.3g}"
+
+
+def check_upload(data: bytes, *, max_bytes: int, filename: str | None = None) -> None:
+    """Cheap checks before any parsing: not empty, not too large, looks like a PDF."""
+    name = display_name(filename)
+    if not data:
+        raise NotAPdfError(f"{name} is empty (0 bytes): the upload may have been interrupted. Upload it again.")
+    if len(data) > max_bytes:
+        raise FileTooLargeError(
+            f"{name} is {_megabytes(len(data))} MB; the limit is {_megabytes(max_bytes)} MB. Split the PDF or "
+            "compress its images, or ask an administrator to raise WORKBENCH_MAX_UPLOAD_MB."
+        )
+    if b"%PDF-" not in data[:HEADER_WINDOW]:
+        head = data[:64].lstrip()
+        what = next((label for sig, label in _KNOWN_SIGNATURES if head.lower().startswith(sig.lower())), None)
+        detail = f"it looks like {what}" if what else "it does not start with %PDF-"
+        raise NotAPdfError(f"{name} is not a PDF ({detail}). Export or save it as PDF and upload that file.")
+
+
+@contextmanager
+def _reading(name: str, where: str = "") -> Iterator[None]:
+    # pypdf signals a damaged file with many exception types (PdfReadError, KeyError, ValueError,
+    # zlib and struct errors...), so anything it raises while reading means "cannot be read".
+    try:
+        yield
+    except WorkbenchError:
+        raise
+    except FileNotDecryptedError as exc:
+        raise EncryptedPdfError(_encrypted_message(name)) from exc
+    except Exception as exc:
+        # A damaged upload is the user's problem to fix, not an incident: log it quietly.
+        log.info("pypdf could not read %s%s: %r", name, where, exc)
+        detail = f"{type(exc).__name__}: {exc}"
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
+        raise CorruptPdfError(
+            f"{name} is damaged or incomplete{where} and could not be read ({detail}). "
+            "Download or export it again and upload the new copy."
+        ) from exc
+
+
+def _encrypted_message(name: str) -> str:
+    return (
+        f"{name} is password-protected. Open it in a PDF viewer, save a copy without the password "
+        "(printing to PDF works), and upload that copy."
+    )
+
+
+def _open(data: bytes, name: str) -> PdfReader:
+    with _reading(name):
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            # Many PDFs are "encrypted" only to restrict printing or copying, with an empty user
+            # password; every viewer opens them without asking, so we read them too.
+            try:
+                opened = reader.decrypt("")
+            except DependencyError as exc:
+                raise ConfigurationError(
+                    "Reading this encrypted PDF needs the 'cryptography' package: install requirements.txt."
+                ) from exc
+            except Exception as exc:
+                raise EncryptedPdfError(_encrypted_message(name)) from exc
+            if not opened:
+                raise EncryptedPdfError(_encrypted_message(name))
+        return reader
+
+
+def _has_images(reader: PdfReader) -> bool:
+    try:
+        for page in reader.pages:
+            resources = page.get("/Resources")
+            xobjects = resources.get_object().get("/XObject") if resources is not None else None
+            if xobjects is None:
+                continue
+            for ref in xobjects.get_object().values():
+                xobject = ref.get_object()
+                if isinstance(xobject, DictionaryObject) and xobject.get("/Subtype") == "/Image":
+                    return True
+    except Exception:  # only used to word an error message; a damaged resource dict just means "unknown"
+        return False
+    return False
+
+
+def extract_pages(
+    data: bytes, *, max_bytes: int, filename: str | None = None, progress: ProgressFn | None = None
+) -> list[str]:
+    """The normalised text of each page, in page order (index 0 is page 1).
+
+    Raises ``NotAPdfError``, ``FileTooLargeError``, ``EncryptedPdfError``, ``CorruptPdfError`` or
+    ``EmptyPdfError`` with a message that says what to do. A page without text gives ``""``.
+    """
+    report = progress or no_progress
+    name = display_name(filename)
+    check_upload(data, max_bytes=max_bytes, filename=filename)
+    reader = _open(data, name)
+    with _reading(name):
+        pages = reader.pages
+        total = len(pages)
+    if total == 0:
+        raise EmptyPdfError(f"{name} has no pages. Check that you picked the right file.")
+    raw: list[str] = []
+    for number in range(1, total + 1):
+        report((number - 1) / total, f"Reading page {number} of {total}")
+        with _reading(name, f" (page {number})"):
+            raw.append(pages[number - 1].extract_text())
+    report(1.0, f"Read {total} page{'s' if total != 1 else ''}")
+    texts = normalise_pages(raw)
+    if not any(texts):
+        if _has_images(reader):
+            raise EmptyPdfError(
+                f"{name} has no text layer: its pages are images, so it looks like a scanned document. Run OCR "
+                "on it first (for example with ocrmypdf, or 'Recognize text' in Acrobat) and upload the result."
+            )
+        raise EmptyPdfError(
+            f"{name} has no extractable text on any of its {total} page{'s' if total != 1 else ''}. If it is a "
+            "scan, run OCR on it first (for example with ocrmypdf); otherwise check that you picked the right file."
+        )
+    return texts
+
+
+# --- normalisation -----------------------------------------------------------------------------
+
+
+def _clean_lines(raw: str) -> list[str]:
+    """Characters normalised, spaces collapsed, one stripped non-empty line per element."""
+    if "\u00ad" in raw:
+        raw = _SOFT_HYPHEN_BREAK.sub("", raw)
+    text = _INLINE_SPACE.sub(" ", raw.translate(_TRANSLATION))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from a broken ToUnicode map cannot be stored
+        text = _SURROGATE.sub("\ufffd", text)
+    lines = [line.strip() for line in text.split("\n")]
+    lines = [line for line in lines if line]
+    # A bare page number printed as a header or footer is not part of any sentence.
+    if lines and _PAGE_NUMBER_LINE.fullmatch(lines[-1]):
+        lines.pop()
+    if lines and _PAGE_NUMBER_LINE.fullmatch(lines[0]):
+        lines.pop(0)
+    return lines
+
+
+class _HyphenEvidence:
+    """What the document itself says about words broken at a hyphen, gathered once and lazily."""
+
+    def __init__(self, pages: list[list[str]]) -> None:
+        self._pages = pages
+        self._built = False
+        self.compounds: set[str] = set()
+        self.words: set[str] = set()
+
+    def keep_hyphen(self, before: str, after: str) -> bool:
+        if not self._built:
+            text = "\n".join("\n".join(lines) for lines in self._pages).lower()
+            # Only evidence from unbroken text counts: the fragments of the breaks themselves prove nothing.
+            text = _BROKEN_WORD.sub(" ", text)
+            self.compounds = {f"{m.group(1)}-{m.group(2)}" for m in _HYPHEN_PAIR.finditer(text)}
+            self.words = set(_WORD.findall(text))
+            self._built = True
+        before, after = before.lower(), after.lower()
+        if f"{before}-{after}" in self.compounds:
+            return True  # written with a hyphen elsewhere in the document: a compound
+        if before + after in self.words:
+            return False  # written as one word elsewhere: typesetter's hyphenation
+        # "drought-|tolerant": a real word after the break suggests a compound; "treat-|ment": it does not.
+        return after in self.words
+
+
+def _is_terminal(line: str) -> bool:
+    return line.rstrip(_CLOSERS)[-1:] in _TERMINAL
+
+
+def _reflow(lines: list[str], evidence: _HyphenEvidence) -> str:
+    """Join the lines of one page: wrapped lines with a space, headings and paragraph ends with a newline."""
+    if not lines:
+        return ""
+    lengths = sorted(len(line) for line in lines)
+    wide = WRAPPED_LINE_RATIO * lengths[((len(lengths) - 1) * 9 + 5) // 10]  # ~90th percentile
+    parts = [lines[0]]
+    for prev, line in pairwise(lines):
+        if prev[-1] == "-" and len(prev) > 1 and prev[-2].isalnum():
+            # A line ending inside a hyphenated word continues on the next line, whatever its length.
+            if line[0].islower():
+                before = _LAST_WORD.search(prev)
+                after = _FIRST_WORD.match(line)
+                if before and after and not evidence.keep_hyphen(before.group(1), after.group(0)):
+                    parts[-1] = parts[-1][:-1]
+            parts.append(line)
+            continue
+        if line[0].islower():
+            wraps = True  # a line starting in lower case continues a sentence (or a title)
+        elif _KEYWORDS_LINE.match(line) or (
+            len(line) < wide and line[-1] not in _HEADING_END and _HEADING_LINE.match(line)
+        ):
+            wraps = False  # "Keywords: ..." and section headings start their own line
+        else:
+            # A long line wraps into the next one, unless it ends a sentence and a heading-like line follows.
+            wraps = len(prev) >= wide and not (_is_terminal(prev) and len(line) < wide and line[-1] not in _HEADING_END)
+        parts.append(" " if wraps else "\n")
+        parts.append(line)
+    return "".join(parts)
+
+
+def normalise_pages(raw_pages: list[str]) -> list[str]:
+    """Normalise pypdf's text of every page of one document (see the module docstring)."""
+    cleaned = [_clean_lines(raw) for raw in raw_pages]
+    evidence = _HyphenEvidence(cleaned)
+    return [_reflow(lines, evidence) for lines in cleaned]

@@ -1,0 +1,235 @@
+"""The paragraph loop: Writer -> Verifier (+ guard) -> Rewriter (bounded) -> immutable version.
+
+A version is ``verified`` only when every one of its sentences is supported; a sentence that
+still fails after the last Rewriter round is kept, marked for review, and never shown as
+verified.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import gateway
+from core.agents import verifier
+from core.agents.contracts import (
+    CitedFact,
+    RewriterInput,
+    RewriterOutput,
+    VerifierOutput,
+    WriterInput,
+    WriterOutput,
+)
+from core.agents.guard import FactText
+from core.errors import NoFactsError, NotFoundError, WorkbenchError
+from core.facts import get_facts_by_ref
+from core.manuscripts import get_paragraph
+from core.models import Fact, ParagraphVersion, SentenceCheck
+from core.progress import ProgressFn, no_progress
+from core.retrieval import search_corpus
+from core.settings import get_settings
+
+
+@dataclass
+class _Sentence:
+    text: str
+    cites: list[str]
+    verdict: VerifierOutput
+    rounds: int = 0
+    original: str | None = None
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def draft_paragraph(
+    session: Session,
+    *,
+    tenant_id: int,
+    user_id: int | None,
+    paragraph_id: int,
+    trace_id: str | None = None,
+    progress: ProgressFn = no_progress,
+    job_id: str | None = None,
+) -> ParagraphVersion:
+    """Draft, verify and repair one paragraph from its brief; saves and returns a new version."""
+    settings = get_settings()
+    paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
+    has_facts = session.scalar(
+        select(func.count(Fact.id)).where(Fact.tenant_id == tenant_id, Fact.manuscript_id == paragraph.manuscript_id)
+    )
+    if not has_facts:
+        raise NoFactsError("This manuscript has no facts yet: upload a PDF and let the Librarian read it first.")
+    ctx = gateway.CallContext(
+        session=session, tenant_id=tenant_id, trace_id=trace_id or new_trace_id(), paragraph_id=paragraph_id,
+        job_id=job_id, budget=gateway.TokenBudget(settings.budget_paragraph_tokens),
+    )
+
+    def search_tool(query: str, top_k: int = 8) -> list[dict[str, object]]:
+        hits = search_corpus(
+            session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id, query=query, top_k=top_k
+        )
+        return [h.as_tool_result() for h in hits]
+
+    progress(0.05, "Writer: finding facts and drafting")
+    draft = gateway.run_agent(
+        "writer",
+        WriterInput(brief=paragraph.brief, facts=[], max_sentences=5),
+        WriterOutput,
+        ctx=ctx,
+        render={"brief": paragraph.brief, "max_sentences": 5},
+        tools={"search_corpus": search_tool},
+    )
+    if not draft.sentences:
+        raise NoFactsError(
+            "No fact of this manuscript matches the brief. Name the topic in the words of your sources, or upload "
+            "the PDF that covers it."
+        )
+    retrieved = [str(r["id"]) for call in ctx.tool_calls if call.name == "search_corpus" for r in call.result]
+    sentences = _verify_all(session, ctx, paragraph.manuscript_id, draft, progress)
+    sentences = _repair(session, ctx, paragraph.manuscript_id, sentences, retrieved, settings.rewrite_rounds, progress)
+    progress(0.95, "Saving the new version")
+    return _save_version(session, ctx, paragraph_id, user_id, sentences, origin="drafted")
+
+
+def save_edited_version(
+    session: Session,
+    *,
+    tenant_id: int,
+    user_id: int | None,
+    paragraph_id: int,
+    sentences: list[tuple[str, list[str]]],
+    trace_id: str | None = None,
+) -> ParagraphVersion:
+    """The researcher's own wording, verified as it stands (never rewritten behind their back)."""
+    paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
+    kept = [(text.strip(), [c.strip().upper() for c in cites if c.strip()]) for text, cites in sentences]
+    kept = [(text, cites) for text, cites in kept if text]
+    if not kept:
+        raise WorkbenchError("The edited paragraph has no sentences; write at least one.")
+    ctx = gateway.CallContext(
+        session=session, tenant_id=tenant_id, trace_id=trace_id or new_trace_id(), paragraph_id=paragraph_id,
+    )
+    checked = [
+        _Sentence(text, cites, _verify_one(session, ctx, paragraph.manuscript_id, text, cites)) for text, cites in kept
+    ]
+    return _save_version(session, ctx, paragraph_id, user_id, checked, origin="edited")
+
+
+def reverify(
+    session: Session, *, tenant_id: int, user_id: int | None, paragraph_id: int, version_id: int
+) -> ParagraphVersion:
+    """Check an existing version again (against the facts as they are now) as a new version."""
+    paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
+    version = session.scalar(
+        select(ParagraphVersion).where(
+            ParagraphVersion.tenant_id == tenant_id,
+            ParagraphVersion.paragraph_id == paragraph.id,
+            ParagraphVersion.id == version_id,
+        )
+    )
+    if version is None:
+        raise NotFoundError(f"Version {version_id} does not belong to paragraph {paragraph_id}.")
+    ctx = gateway.CallContext(session=session, tenant_id=tenant_id, trace_id=new_trace_id(), paragraph_id=paragraph.id)
+    checked = [
+        _Sentence(s.text, list(s.cites), _verify_one(session, ctx, paragraph.manuscript_id, s.text, list(s.cites)))
+        for s in version.sentences
+    ]
+    return _save_version(session, ctx, paragraph.id, user_id, checked, origin="reverified")
+
+
+# -- steps ----------------------------------------------------------------------------------------
+
+
+def _verify_one(session: Session, ctx: gateway.CallContext, manuscript_id: int, text: str, cites: list[str]) -> VerifierOutput:
+    known = get_facts_by_ref(session, tenant_id=ctx.tenant_id, manuscript_id=manuscript_id, refs=cites)
+    facts = [FactText(ref, fact.text) for ref, fact in known.items()]
+    request = verifier.build_input(text, cites, facts)
+    if not request.facts:
+        # Nothing to show a model: the guard alone decides (no citation, or only unknown ones).
+        model = VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No known fact is cited.")
+    else:
+        model = gateway.run_agent(
+            "verifier", request, VerifierOutput, ctx=ctx,
+            render={"sentence": text, "cited": ", ".join(cites),
+                    "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts)},
+        )
+    return verifier.guarded(model, text, cites, facts)
+
+
+def _verify_all(
+    session: Session, ctx: gateway.CallContext, manuscript_id: int, draft: WriterOutput, progress: ProgressFn
+) -> list[_Sentence]:
+    out = []
+    for number, sentence in enumerate(draft.sentences, start=1):
+        progress(0.2 + 0.4 * number / len(draft.sentences), f"Verifier: sentence {number} of {len(draft.sentences)}")
+        verdict = _verify_one(session, ctx, manuscript_id, sentence.text, sentence.cites)
+        out.append(_Sentence(sentence.text, list(sentence.cites), verdict))
+    return out
+
+
+def _repair(
+    session: Session, ctx: gateway.CallContext, manuscript_id: int, sentences: list[_Sentence],
+    retrieved: list[str], rounds: int, progress: ProgressFn,
+) -> list[_Sentence]:
+    for sentence in sentences:
+        while sentence.verdict.verdict != "supported" and sentence.rounds < rounds:
+            progress(0.7, f"Rewriter: repairing a sentence (round {sentence.rounds + 1} of {rounds})")
+            refs = list(dict.fromkeys([*sentence.cites, *retrieved]))
+            known = get_facts_by_ref(session, tenant_id=ctx.tenant_id, manuscript_id=manuscript_id, refs=refs)
+            if not known:
+                break
+            candidates = [CitedFact(id=ref, text=fact.text) for ref, fact in known.items()]
+            repaired = gateway.run_agent(
+                "rewriter",
+                RewriterInput(sentence=sentence.text, cites=sentence.cites, facts=candidates,
+                              failure_mode=sentence.verdict.failure_mode, reason=sentence.verdict.reason),
+                RewriterOutput,
+                ctx=ctx,
+                render={"sentence": sentence.text, "failure_mode": sentence.verdict.failure_mode or "",
+                        "reason": sentence.verdict.reason,
+                        "facts": "\n".join(f"{c.id}: {c.text}" for c in candidates)},
+            )
+            sentence.original = sentence.original or sentence.text
+            sentence.text, sentence.cites = repaired.text, list(repaired.cites)
+            sentence.rounds += 1
+            sentence.verdict = _verify_one(session, ctx, manuscript_id, sentence.text, sentence.cites)
+    return sentences
+
+
+def _save_version(
+    session: Session, ctx: gateway.CallContext, paragraph_id: int, user_id: int | None,
+    sentences: list[_Sentence], *, origin: str,
+) -> ParagraphVersion:
+    number = (
+        session.scalar(
+            select(func.coalesce(func.max(ParagraphVersion.number), 0)).where(
+                ParagraphVersion.tenant_id == ctx.tenant_id, ParagraphVersion.paragraph_id == paragraph_id
+            )
+        )
+        or 0
+    ) + 1
+    verified = bool(sentences) and all(s.verdict.verdict == "supported" for s in sentences)
+    version = ParagraphVersion(
+        tenant_id=ctx.tenant_id, paragraph_id=paragraph_id, number=number,
+        text=" ".join(s.text for s in sentences), status="verified" if verified else "needs_review",
+        origin=origin, trace_id=ctx.trace_id, prompt_versions=dict(ctx.prompt_versions),
+        provider=get_settings().provider, created_by=user_id,
+    )
+    session.add(version)
+    session.flush()
+    for ordinal, s in enumerate(sentences, start=1):
+        session.add(
+            SentenceCheck(
+                tenant_id=ctx.tenant_id, version_id=version.id, ordinal=ordinal, text=s.text, cites=s.cites,
+                verdict=s.verdict.verdict, failure_mode=s.verdict.failure_mode, reason=s.verdict.reason,
+                rewrite_rounds=s.rounds, needs_review=s.verdict.verdict != "supported", original_text=s.original,
+            )
+        )
+    session.flush()
+    session.refresh(version)
+    return version

@@ -1,0 +1,45 @@
+"""The offline provider: a real, deterministic implementation of each agent's contract.
+
+It reads the structured input (not the rendered prompt) and computes its answer; it costs
+nothing and needs no network. Token counts are tiktoken estimates of what the rendered
+prompt and the answer would cost a remote model.
+"""
+
+from __future__ import annotations
+
+import json
+
+from core.agents.contracts import LibrarianInput, RewriterInput, VerifierInput, WriterInput
+from core.errors import ProviderError
+from core.providers.base import ProviderRequest, ProviderResult, ToolCall
+from core.providers.local import librarian, rewriter, verifier, writer
+from core.tokens import count_tokens
+
+
+class LocalProvider:
+    name = "local"
+
+    def model_for(self, agent: str) -> str:
+        return f"local-{agent}-1"
+
+    def complete(self, request: ProviderRequest) -> ProviderResult:
+        calls: list[ToolCall] = []
+        payload = request.payload
+        if isinstance(payload, LibrarianInput):
+            output = librarian.extract(payload).model_dump()
+        elif isinstance(payload, WriterInput):
+            output = writer.write(payload, request.tools, calls).model_dump()
+        elif isinstance(payload, VerifierInput):
+            output = verifier.verify(payload).model_dump()
+        elif isinstance(payload, RewriterInput):
+            output = rewriter.rewrite(payload).model_dump()
+        else:
+            raise ProviderError(f"The local provider has no implementation for {type(payload).__name__}.")
+        tool_text = "".join(json.dumps({"call": c.name, "args": c.arguments}) for c in calls)
+        return ProviderResult(
+            output=output,
+            input_tokens=count_tokens(request.prompt + tool_text),
+            output_tokens=count_tokens(json.dumps(output)),
+            tokens_estimated=True,
+            tool_calls=calls,
+        )

@@ -1,0 +1,353 @@
+"""Streamlit helpers shared by the pages: the engine factory, identity, status and rendering.
+
+The only module in ``core`` that imports Streamlit. Pages stay thin: they read input, call
+``core`` and render through these helpers. Everything user-supplied (titles, file names, PDF
+text, sentences, quotes) is shown with ``st.text`` or markdown-escaped; nothing is raw HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from core import manuscripts as ms
+from core.db import get_engine, migrate, session_scope
+from core.documents import get_chunk
+from core.errors import WorkbenchError
+from core.facts import get_facts_by_ref
+from core.models import Fact, Paragraph, ParagraphVersion, SentenceCheck
+from core.pipeline import draft_paragraph, reverify, save_edited_version
+from core.progress import ProgressFn
+from core.settings import get_settings
+from core.sources import add_source
+from core.tenancy import Identity, bootstrap
+
+# Frame: engine, sessions, identity, status ----------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Preparing the database…")
+def _migrated_engine(url: str) -> Engine:
+    engine = get_engine(url)
+    migrate(engine)
+    return engine
+
+
+def engine() -> Engine:
+    """The engine for the configured database, migrated once per process."""
+    return _migrated_engine(get_settings().resolved_database_url)
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A session on the app's engine that commits on success."""
+    with session_scope(engine()) as s:
+        yield s
+
+
+def bootstrap_identity() -> Identity:
+    """Called by app.py on every run; keeps the ids (never ORM objects) in session state."""
+    with session() as s:
+        ident = bootstrap(s)
+    st.session_state["app_tenant_id"] = ident.tenant_id
+    st.session_state["app_user_id"] = ident.user_id
+    return ident
+
+
+def identity() -> Identity:
+    if "app_tenant_id" not in st.session_state:
+        return bootstrap_identity()
+    return Identity(tenant_id=st.session_state["app_tenant_id"], user_id=st.session_state["app_user_id"])
+
+
+def runtime_status() -> dict[str, str]:
+    """Which provider, database and job mode this process runs with (no secrets)."""
+    settings = get_settings()
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        database = f"SQLite · {Path(url.database or ':memory:').name}"
+    else:
+        database = f"PostgreSQL · {url.host or 'localhost'}/{url.database or ''}"
+    provider = {"local": "local (offline, no cost)"}.get(settings.provider, settings.provider)
+    jobs = "Redis workers (RQ)" if settings.redis_url else "in-process"
+    return {"Provider": provider, "Database": database, "Jobs": jobs}
+
+
+def render_status() -> None:
+    with st.sidebar.container(border=True):
+        st.caption("**Status**")
+        for label, value in runtime_status().items():
+            st.caption(f"{label}: {md_escape(value)}")
+
+
+# Text -----------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$=&])")
+
+
+def md_escape(text: object) -> str:
+    """Text safe to embed in Streamlit markdown: every markup character escaped, one line."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def records(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Rows from core (dataclasses, mappings, SQLAlchemy rows) as plain dicts for a table."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if is_dataclass(row) and not isinstance(row, type):
+            out.append(asdict(row))
+        elif isinstance(row, Mapping):
+            out.append(dict(row))
+        elif hasattr(row, "_asdict"):
+            out.append(row._asdict())
+        else:
+            out.append(dict(vars(row)))
+    return out
+
+
+def not_built(issue: int, what: str) -> None:
+    """Say plainly what a page does not do yet and which issue brings it."""
+    st.info(f"**Not built yet, comes with issue {issue}:** {what}.", icon="🚧")
+
+
+# Uploads -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    filename: str
+    ok: bool
+    message: str
+
+
+def ingest_upload(
+    engine: Engine, *, identity: Identity, manuscript_id: int, filename: str, data: bytes, progress: ProgressFn
+) -> UploadOutcome:
+    """Ingest one PDF in its own transaction; a bad file becomes a message, never an exception."""
+    try:
+        with session_scope(engine) as s:
+            result = add_source(
+                s, identity=identity, manuscript_id=manuscript_id, filename=filename, data=data, progress=progress
+            )
+            message = f"{result.document.page_count} pages, {result.facts_added} facts extracted"
+            if result.facts_rejected:
+                message += f" ({result.facts_rejected} rejected: quote not found verbatim in the PDF)"
+    except WorkbenchError as exc:
+        return UploadOutcome(filename, False, str(exc))
+    return UploadOutcome(filename, True, message)
+
+
+def render_uploads(files: Iterable[Any], *, manuscript_id: int) -> list[UploadOutcome]:
+    """Ingest uploaded files one by one, each with a live progress bar."""
+    outcomes = []
+    for file in files:
+        with st.status(f"Ingesting {md_escape(file.name)}…", expanded=True) as status:
+            bar = st.progress(0.0, text="Reading the PDF")
+            outcome = ingest_upload(
+                engine(), identity=identity(), manuscript_id=manuscript_id, filename=file.name,
+                data=file.getvalue(), progress=_bar_progress(bar),
+            )
+            status.update(
+                label=f"{md_escape(file.name)}: {md_escape(outcome.message)}",
+                state="complete" if outcome.ok else "error",
+                expanded=not outcome.ok,
+            )
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _bar_progress(bar: Any) -> ProgressFn:
+    def report(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=md_escape(message))
+
+    return report
+
+
+# Paragraph blocks -----------------------------------------------------------------------------
+
+
+def _key(*parts: object) -> str:
+    return "write_" + "_".join(str(p) for p in parts)
+
+
+def _supported(sentence: SentenceCheck) -> bool:
+    return sentence.verdict == "supported" and not sentence.needs_review
+
+
+def version_badge(version: ParagraphVersion) -> None:
+    if version.verified:
+        st.badge("Verified", icon="✅", color="green")
+    else:
+        failed = sum(not _supported(s) for s in version.sentences)
+        st.badge(f"Needs review · {failed} of {len(version.sentences)} sentences", icon="⚠️", color="orange")
+
+
+def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents: Mapping[int, str]) -> None:
+    """One paragraph: brief, actions, the shown version sentence by sentence, history."""
+    pid = paragraph.id
+    versions = ms.list_versions(s, tenant_id=ident.tenant_id, paragraph_id=pid)
+    wanted = st.session_state.get(_key("view", pid))
+    shown = next((v for v in versions if v.id == wanted), versions[0] if versions else None)
+    with st.container(border=True):
+        st.markdown(f"**Paragraph {paragraph.position}** · brief")
+        st.text(paragraph.brief)
+        with st.container(horizontal=True, vertical_alignment="center"):
+            draft = st.button(
+                "Draft again" if versions else "Draft", key=_key("draft", pid), icon=":material/edit_note:",
+                type="secondary" if versions else "primary",
+            )
+            again = st.button("Re-verify", key=_key("reverify", pid), disabled=shown is None)
+            edit = st.button("Edit", key=_key("edit", pid), disabled=shown is None)
+            accepted = shown is not None and paragraph.accepted_version_id == shown.id
+            accept = st.button(
+                "Accepted" if accepted else "Accept", key=_key("accept", pid), icon=":material/check:",
+                disabled=shown is None or not shown.verified or accepted,
+                help="Only a verified version (every sentence supported) can be accepted.",
+            )
+        if draft:
+            _run(pid, "Drafting the paragraph…", lambda w, p: draft_paragraph(
+                w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, progress=p))
+        if shown is None:
+            st.caption("No draft yet. Press **Draft**: the Writer cites your facts, the Verifier checks each sentence.")
+            return
+        if again:
+            _run(pid, "Verifying again…", lambda w, _p: reverify(
+                w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, version_id=shown.id))
+        if accept:
+            act(lambda w: ms.accept_version(w, tenant_id=ident.tenant_id, paragraph_id=pid, version_id=shown.id))
+        if edit:
+            st.session_state[_key("editing", pid)] = shown.id
+        if st.session_state.get(_key("editing", pid)) == shown.id:
+            _edit_form(ident, pid, shown)
+        else:
+            _version_view(s, ident, paragraph, shown, versions, documents)
+        _history(pid, versions, shown, paragraph.accepted_version_id)
+
+
+def act(action: Callable[[Session], object]) -> bool:
+    """Run a write in its own transaction; show a WorkbenchError, rerun on success."""
+    try:
+        with session() as s:
+            action(s)
+    except WorkbenchError as exc:
+        st.error(str(exc))
+        return False
+    st.rerun()
+    return True  # pragma: no cover (st.rerun does not return)
+
+
+def _run(pid: int, label: str, work: Callable[[Session, ProgressFn], object]) -> None:
+    with st.status(label, expanded=True) as status:
+        bar = st.progress(0.0, text="Starting")
+        st.session_state.pop(_key("view", pid), None)
+        st.session_state.pop(_key("editing", pid), None)
+        if not act(lambda w: work(w, _bar_progress(bar))):
+            status.update(label="Stopped", state="error")
+
+
+def _version_view(
+    s: Session, ident: Identity, paragraph: Paragraph, version: ParagraphVersion,
+    versions: list[ParagraphVersion], documents: Mapping[int, str],
+) -> None:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        version_badge(version)
+        if paragraph.accepted_version_id == version.id:
+            st.badge("Accepted", icon=":material/bookmark:", color="blue")
+        st.caption(f"Version {version.number} · {version.origin} · {when(version.created_at)}")
+    if version.id != versions[0].id:
+        st.info(f"You are viewing an older version (latest is {versions[0].number}).")
+    refs = list(dict.fromkeys(ref for sc in version.sentences for ref in sc.cites))
+    facts = get_facts_by_ref(s, tenant_id=ident.tenant_id, manuscript_id=paragraph.manuscript_id, refs=refs)
+    for index, sentence in enumerate(version.sentences, start=1):
+        _sentence(s, ident, version, index, sentence, facts, documents)
+
+
+def _sentence(
+    s: Session, ident: Identity, version: ParagraphVersion, index: int, sentence: SentenceCheck,
+    facts: Mapping[str, Fact], documents: Mapping[int, str],
+) -> None:
+    st.text(f"{index}. {sentence.text}")
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        if _supported(sentence):
+            st.badge("Supported", icon="✅", color="green")
+        else:
+            mode = (sentence.failure_mode or "unsupported").replace("_", " ")
+            st.badge(f"Needs review · {md_escape(mode)}", icon="⚠️", color="orange")
+        for ref in dict.fromkeys(sentence.cites):
+            with st.popover(md_escape(ref), icon=":material/format_quote:", key=_key("cite", version.id, index, ref)):
+                _fact_card(s, ident, ref, facts.get(ref), documents)
+    if not _supported(sentence) and sentence.reason:
+        st.caption(f"Why: {md_escape(sentence.reason)}")
+    if sentence.original_text and sentence.original_text != sentence.text:
+        rounds = sentence.rewrite_rounds
+        st.caption(f"Rewritten ({rounds} round{'s' * (rounds != 1)}); the Writer wrote: {md_escape(sentence.original_text)}")
+
+
+def _fact_card(s: Session, ident: Identity, ref: str, fact: Fact | None, documents: Mapping[int, str]) -> None:
+    if fact is None:
+        st.warning(f"{md_escape(ref)} is not a fact of this manuscript.")
+        return
+    source = documents.get(fact.document_id, f"document {fact.document_id}")
+    st.caption(f"{ref} · {md_escape(fact.kind)} · {md_escape(source)}, page {fact.page}")
+    st.text(fact.text)
+    st.markdown("**Verbatim quote**")
+    with st.container(border=True):
+        st.text(f"“{fact.quote}”")
+    chunk = get_chunk(s, tenant_id=ident.tenant_id, chunk_id=fact.chunk_id)
+    start = fact.quote_start if chunk.text[fact.quote_start:].startswith(fact.quote) else chunk.text.find(fact.quote)
+    if start >= 0 and fact.quote.strip():
+        end = start + len(fact.quote)
+        before, after = chunk.text[max(0, start - 200):start], chunk.text[end:end + 200]
+        st.caption(f"In context: …{md_escape(before)} **{md_escape(fact.quote)}** {md_escape(after)}…")
+
+
+def _edit_form(ident: Identity, pid: int, version: ParagraphVersion) -> None:
+    with st.form(key=_key("edit_form", pid, version.id)):
+        st.caption(f"Editing version {version.number}. Saving creates a new version and verifies it again. "
+                   "Empty a sentence to remove it; cite fact ids such as F12, separated by commas.")
+        rows = []
+        for index, sentence in enumerate([*version.sentences, None], start=1):
+            left, right = st.columns([4, 1])
+            label = f"Sentence {index}" if sentence else "New sentence (optional)"
+            text = left.text_area(label, value=sentence.text if sentence else "", key=_key("etext", pid, index), height=80)
+            cites = right.text_input("Cites", value=", ".join(sentence.cites) if sentence else "",
+                                     key=_key("ecites", pid, index))
+            rows.append((text.strip(), re.findall(r"F\d+", cites.upper())))
+        with st.container(horizontal=True):
+            save = st.form_submit_button("Save and verify", type="primary")
+            cancel = st.form_submit_button("Cancel")
+    if cancel:
+        st.session_state.pop(_key("editing", pid), None)
+        st.rerun()
+    if save:
+        sentences = [(text, cites) for text, cites in rows if text]
+        st.session_state.pop(_key("editing", pid), None)
+        with st.spinner("Verifying the edited sentences…"):
+            act(lambda w: save_edited_version(
+                w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, sentences=sentences))
+        st.session_state[_key("editing", pid)] = version.id
+
+
+def _history(pid: int, versions: list[ParagraphVersion], shown: ParagraphVersion, accepted_id: int | None) -> None:
+    with st.expander(f"History · {len(versions)} version{'s' * (len(versions) != 1)}"):
+        for version in versions:
+            with st.container(horizontal=True, vertical_alignment="center"):
+                status = "✅ verified" if version.verified else "⚠️ needs review"
+                marks = (" · accepted" if version.id == accepted_id else "") + (" · shown" if version.id == shown.id else "")
+                st.caption(f"**Version {version.number}** · {status} · {version.origin} · {when(version.created_at)}{marks}")
+                if version.id != shown.id and st.button("View", key=_key("viewbtn", pid, version.id), type="tertiary"):
+                    st.session_state[_key("view", pid)] = version.id
+                    st.rerun()

@@ -1,0 +1,160 @@
+"""Read-only, tenant-filtered queries the operations pages show until their own issues land.
+
+Each aggregates in the database and takes the tenant. When core grows the real module
+(``core.metrics`` for costs and traces in issue 5, ``core.jobs`` in issue 4, the prompt
+registry in issue 7), the page switches to it and the function here goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import Job, LlmUsageEvent, ParagraphVersion
+from core.settings import PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class AgentUsage:
+    agent: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cached_calls: int
+    cost_usd: float
+
+
+def usage_by_agent(session: Session, *, tenant_id: int) -> list[AgentUsage]:
+    """Calls, tokens and recorded cost per agent from ``llm_usage_events``."""
+    e = LlmUsageEvent
+    rows = session.execute(
+        select(
+            e.agent,
+            func.count(),
+            func.coalesce(func.sum(e.input_tokens), 0),
+            func.coalesce(func.sum(e.output_tokens), 0),
+            func.count().filter(e.cache_hit.is_(True)),
+            func.coalesce(func.sum(e.cost_usd), 0),
+        )
+        .where(e.tenant_id == tenant_id)
+        .group_by(e.agent)
+        .order_by(e.agent)
+    )
+    return [AgentUsage(agent, int(n), int(i), int(o), int(c), float(cost)) for agent, n, i, o, c, cost in rows]
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    agent: str
+    provider: str
+    model: str
+    routing_tier: str | None
+    calls: int
+
+
+def usage_by_model(session: Session, *, tenant_id: int) -> list[ModelUsage]:
+    """Which provider, model and routing tier served each agent, by call count."""
+    e = LlmUsageEvent
+    rows = session.execute(
+        select(e.agent, e.provider, e.model, e.routing_tier, func.count())
+        .where(e.tenant_id == tenant_id)
+        .group_by(e.agent, e.provider, e.model, e.routing_tier)
+        .order_by(e.agent, func.count().desc())
+    )
+    return [ModelUsage(a, p, m, t, int(n)) for a, p, m, t, n in rows]
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    calls: int
+    tokens: int
+    errors: int
+    started: datetime
+    ended: datetime
+
+
+def recent_traces(session: Session, *, tenant_id: int, limit: int = 50) -> list[TraceSummary]:
+    """The most recent traces seen in usage events, newest first."""
+    e = LlmUsageEvent
+    rows = session.execute(
+        select(
+            e.trace_id,
+            func.count(),
+            func.coalesce(func.sum(e.input_tokens + e.output_tokens), 0),
+            func.count(e.error_class),
+            func.min(e.created_at),
+            func.max(e.created_at),
+        )
+        .where(e.tenant_id == tenant_id)
+        .group_by(e.trace_id)
+        .order_by(func.max(e.created_at).desc())
+        .limit(limit)
+    )
+    return [TraceSummary(t, int(n), int(tok), int(err), a, b) for t, n, tok, err, a, b in rows]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    kind: str
+    queue: str
+    state: str
+    stage: str | None
+    progress: float
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+def recent_jobs(session: Session, *, tenant_id: int, limit: int = 50) -> list[JobRow]:
+    rows = session.scalars(
+        select(Job).where(Job.tenant_id == tenant_id).order_by(Job.created_at.desc()).limit(limit)
+    )
+    return [
+        JobRow(j.id, j.kind, j.queue, j.state, j.stage, j.progress, j.created_at, j.finished_at, j.error) for j in rows
+    ]
+
+
+def job_state_counts(session: Session, *, tenant_id: int) -> dict[str, int]:
+    rows = session.execute(select(Job.state, func.count()).where(Job.tenant_id == tenant_id).group_by(Job.state))
+    return {state: int(n) for state, n in rows}
+
+
+def prompt_versions_in_use(session: Session, *, tenant_id: int, limit: int = 500) -> dict[str, dict[str, int]]:
+    """Per agent, how many of the last ``limit`` paragraph versions used each prompt version."""
+    pinned = session.scalars(
+        select(ParagraphVersion.prompt_versions)
+        .where(ParagraphVersion.tenant_id == tenant_id)
+        .order_by(ParagraphVersion.id.desc())
+        .limit(limit)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for versions in pinned:
+        for agent, version in (versions or {}).items():
+            per_agent = counts.setdefault(str(agent), {})
+            per_agent[str(version)] = per_agent.get(str(version), 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    agent: str
+    name: str
+    size_bytes: int
+
+
+def prompt_files(root: Path | None = None) -> list[PromptFile]:
+    """The prompt files on disk under ``prompts/<agent>/`` (the registry comes with issue 7)."""
+    root = root or PROJECT_ROOT / "prompts"
+    if not root.is_dir():
+        return []
+    return [
+        PromptFile(path.parent.name, path.name, path.stat().st_size)
+        for path in sorted(root.glob("*/*"))
+        if path.is_file() and not path.name.startswith(".")
+    ]

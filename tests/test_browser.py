@@ -1,0 +1,142 @@
+"""The real server in Debian's Chromium: create, upload, draft, read the verdicts and the quoted source.
+
+Starts ``streamlit run app.py`` on a free port against a database in a temp dir, drives it with
+Playwright's sync API and Debian's ``/usr/bin/chromium`` (never a downloaded browser), and saves
+``docs/screenshot.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.demo_corpus import DEMO_BRIEFS, demo_pdfs
+from tests.ui_helpers import APP
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = APP.parent / "docs" / "screenshot.png"
+TIMEOUT_MS = 120_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError(f"streamlit did not answer within {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make chromium installs it)")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env |= {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'browser.db'}",
+        "WORKBENCH_DATA_DIR": str(tmp_path),
+        "WORKBENCH_PROVIDER": "local",
+    }
+    log = tmp_path / "streamlit.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", str(APP),
+                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                "--browser.gatherUsageStats", "false",
+            ],
+            cwd=APP.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def test_researcher_drafts_a_verified_paragraph_from_a_pdf(server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            page.goto(server)
+
+            # A first manuscript.
+            expect(page.get_by_text("Start with a manuscript")).to_be_visible()
+            page.get_by_label("Title").fill("Biochar and microbes under drought")
+            page.get_by_role("button", name="Create manuscript").click()
+            expect(page.get_by_role("heading", name="Sources")).to_be_visible()
+
+            # Upload the demo PDFs; each one finishes ingesting with its facts counted.
+            pdfs = demo_pdfs()
+            page.locator("input[type='file']").set_input_files(
+                [{"name": name, "mimeType": "application/pdf", "buffer": data} for name, data in pdfs]
+            )
+            for name, _ in pdfs:
+                expect(page.get_by_text(re.compile(re.escape(name) + r": \d+ pages, \d+ facts extracted"))).to_be_visible()
+            expect(page.get_by_text(f"Documents · {len(pdfs)}")).to_be_visible()
+
+            # A paragraph brief, then Draft.
+            page.get_by_label("Brief for a new paragraph").fill(DEMO_BRIEFS[0])
+            page.get_by_role("button", name="Add paragraph").click()
+            expect(page.get_by_text("Paragraph 1")).to_be_visible()
+            page.get_by_role("button", name="Draft", exact=True).click()
+            expect(page.get_by_text(re.compile(r"Version 1 · drafted"))).to_be_visible()
+
+            # Sentences with verdicts and citation chips.
+            expect(page.get_by_text(re.compile(r"^✅ Supported$")).first).to_be_visible()
+            chips = page.get_by_role("button", name=re.compile(r"F\d+"))
+            assert chips.count() >= 1, "drafted sentences cite facts"
+            expect(page.get_by_text(re.compile(r"^(✅ Verified|⚠️ Needs review · \d+ of \d+ sentences)$"))).to_be_visible()
+
+            # A citation chip opens the fact with its verbatim quote, document and page.
+            chips.first.click()
+            expect(page.get_by_text("Verbatim quote")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"\.pdf, page \d+"))).to_be_visible()
+
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=False)
+        finally:
+            browser.close()

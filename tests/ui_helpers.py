@@ -1,0 +1,60 @@
+"""Shared by the page and browser tests: a small real PDF and a seeded, drafted manuscript."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from core import db
+from core.manuscripts import add_paragraph, create_manuscript
+from core.demo_corpus import DEMO_BRIEFS, demo_pdfs
+from core.pipeline import draft_paragraph
+from core.sources import add_source
+from core.tenancy import Identity, bootstrap
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+PAGES = (
+    "pages/write.py",
+    "pages/verification.py",
+    "pages/costs.py",
+    "pages/routing.py",
+    "pages/trajectories.py",
+    "pages/prompts.py",
+    "pages/operations.py",
+)
+
+PDF_NAME = "okafor-2022-biochar-leaching.pdf"
+BRIEF = DEMO_BRIEFS[0]
+"""About nitrate leaching: the first demo paper alone can support it."""
+
+
+def paper_pdf() -> bytes:
+    """The first demo paper (biochar and nitrate leaching), a real multi-page PDF."""
+    return demo_pdfs()[0][1]
+
+
+@dataclass(frozen=True)
+class Seeded:
+    identity: Identity
+    manuscript_id: int
+    paragraph_id: int
+    version_id: int
+
+
+def seed_drafted(engine: Engine, *, title: str = "Seeded manuscript") -> Seeded:
+    """A manuscript with one ingested PDF and one drafted paragraph, through the real core."""
+    with db.session_scope(engine) as s:
+        ident = bootstrap(s)
+        manuscript = create_manuscript(s, tenant_id=ident.tenant_id, title=title, user_id=ident.user_id)
+    with db.session_scope(engine) as s:
+        add_source(
+            s, identity=ident, manuscript_id=manuscript.id, filename=PDF_NAME, data=paper_pdf(),
+            progress=lambda _f, _m: None,
+        )
+    with db.session_scope(engine) as s:
+        paragraph = add_paragraph(s, tenant_id=ident.tenant_id, manuscript_id=manuscript.id, brief=BRIEF)
+    with db.session_scope(engine) as s:
+        version = draft_paragraph(s, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=paragraph.id)
+    return Seeded(ident, manuscript.id, paragraph.id, version.id)
