@@ -90,6 +90,7 @@ def _join(pages: list[str]) -> tuple[str, list[int], list[int]]:
     length = 0
     previous = ""
     for number, page in enumerate(pages, start=1):
+        page = page.strip()
         if not page:
             continue
         if previous:
@@ -110,20 +111,72 @@ def _sentences(text: str) -> tuple[list[tuple[int, int]], list[bool]]:
     breaks: list[bool] = []
     position = 0
     for match in _BOUNDARY.finditer(text):
-        if match.group("para") is not None:
-            end = match.start()
-        else:
-            end = match.start("gap") if match.group("gap") is not None else match.start("bang")
-        if end > position:
-            spans.append((position, end))
-            breaks.append(match.group("para") is not None)
-        elif match.group("para") is not None and breaks:
-            breaks[-1] = True
+        name = match.lastgroup or "para"
+        # A sentence keeps its full stop and closing brackets; a paragraph break ends where the newline starts.
+        end = match.start() if name == "para" else match.start(name)
+        _add_span(text, position, end, name == "para", spans, breaks)
         position = match.end()
-    if position < len(text):
-        spans.append((position, len(text)))
-        breaks.append(True)
+    _add_span(text, position, len(text), True, spans, breaks)
     return spans, breaks
+
+
+def _add_span(text: str, start: int, end: int, para: bool, spans: list[tuple[int, int]], breaks: list[bool]) -> None:
+    piece = text[start:end]
+    stripped = piece.strip()
+    if stripped:
+        start += len(piece) - len(piece.lstrip())
+        spans.append((start, start + len(stripped)))
+        breaks.append(para)
+    elif para and breaks:
+        breaks[-1] = True
+
+
+class _Tokens:
+    """Token counts of sentences, and of chunks built from them, with a single pass of the tokenizer.
+
+    Each sentence is encoded as it sits inside a chunk: with the spaces before it and the newlines after
+    it. tiktoken's pre-tokenizer never joins text across such a gap (a space starts a new piece, and
+    newlines end the piece before them), so a chunk's count is the sum of its sentences' counts, with
+    only its first and last sentence re-encoded without the gap outside the chunk. Gaps of mixed
+    whitespace (only from unnormalised input) are not trusted: such chunks are counted whole.
+    """
+
+    def __init__(self, text: str, spans: list[tuple[int, int]]) -> None:
+        count = len(spans)
+        self.text, self.spans = text, spans
+        self.leads, self.trails = [""] * count, [""] * count
+        self.mixed = [False] * count  # the gap before sentence i is neither spaces nor newlines only
+        for i in range(1, count):
+            gap = text[spans[i - 1][1] : spans[i][0]]
+            if not gap.strip(" "):
+                self.leads[i] = gap
+            elif not gap.strip("\n"):
+                self.trails[i - 1] = gap
+            else:
+                self.mixed[i] = True
+        self.encode = encoding().encode_ordinary  # the tokens count_tokens counts, without its per-call checks
+        self.counts = [
+            len(self.encode(lead + text[start:end] + trail))
+            for (start, end), lead, trail in zip(spans, self.leads, self.trails, strict=True)
+        ]
+
+    def chunk(self, first: int, end: int) -> int:
+        """Tokens of ``text[spans[first].start : spans[end - 1].end]``, equal to ``count_tokens`` of it."""
+        last = end - 1
+        if any(self.mixed[first + 1 : end]):
+            return count_tokens(self.text[self.spans[first][0] : self.spans[last][1]])
+        if first == last:
+            if not (self.leads[first] or self.trails[first]):
+                return self.counts[first]
+            return len(self.encode(self.text[self.spans[first][0] : self.spans[first][1]]))
+        total = sum(self.counts[first:end])
+        if self.leads[first]:
+            start, stop = self.spans[first]
+            total += len(self.encode(self.text[start:stop] + self.trails[first])) - self.counts[first]
+        if self.trails[last]:
+            start, stop = self.spans[last]
+            total += len(self.encode(self.leads[last] + self.text[start:stop])) - self.counts[last]
+        return total
 
 
 def _pack(counts: list[int], breaks: list[bool], headings: list[bool], target: int) -> list[tuple[int, int]]:
@@ -165,14 +218,13 @@ def chunk_pages(pages: list[str], *, target_tokens: int) -> list[ChunkDraft]:
     if not text:
         return []
     spans, breaks = _sentences(text)
-    encode = encoding().encode_ordinary  # the same tokens count_tokens counts, minus its per-call overhead
-    counts = [len(encode(text[start:end])) for start, end in spans]
+    tokens = _Tokens(text, spans)
     headings = [
         brk and count <= HEADING_MAX_TOKENS and text[end - 1] not in _HEADING_END
-        for (_start, end), brk, count in zip(spans, breaks, counts, strict=True)
+        for (_start, end), brk, count in zip(spans, breaks, tokens.counts, strict=True)
     ]
     drafts: list[ChunkDraft] = []
-    for ordinal, (first, end) in enumerate(_pack(counts, breaks, headings, target_tokens)):
+    for ordinal, (first, end) in enumerate(_pack(tokens.counts, breaks, headings, target_tokens)):
         chunk_start, chunk_end = spans[first][0], spans[end - 1][1]
         chunk_text = text[chunk_start:chunk_end]
         index = bisect_right(starts, chunk_start) - 1
@@ -187,7 +239,7 @@ def chunk_pages(pages: list[str], *, target_tokens: int) -> list[ChunkDraft]:
                 text=chunk_text,
                 page=offsets[0][1],
                 page_end=offsets[-1][1],
-                token_count=count_tokens(chunk_text),
+                token_count=tokens.chunk(first, end),
                 page_offsets=offsets,
             )
         )

@@ -120,7 +120,7 @@ def records(rows: Iterable[Any]) -> list[dict[str, Any]]:
 
 def not_built(issue: int, what: str) -> None:
     """Say plainly what a page does not do yet and which issue brings it."""
-    st.info(f"**Not built yet, comes with issue {issue}:** {what}.", icon="🚧")
+    st.info(f"**Not built yet, comes with issue {issue}:** {what}.", icon=":material/construction:")
 
 
 # Uploads -------------------------------------------------------------------------------------
@@ -157,8 +157,12 @@ def render_uploads(files: Iterable[Any], *, manuscript_id: int) -> list[UploadOu
         with st.status(f"Ingesting {md_escape(file.name)}…", expanded=True) as status:
             bar = st.progress(0.0, text="Reading the PDF")
             outcome = ingest_upload(
-                engine(), identity=identity(), manuscript_id=manuscript_id, filename=file.name,
-                data=file.getvalue(), progress=_bar_progress(bar),
+                engine(),
+                identity=identity(),
+                manuscript_id=manuscript_id,
+                filename=file.name,
+                data=file.getvalue(),
+                progress=_bar_progress(bar),
             )
             status.update(
                 label=f"{md_escape(file.name)}: {md_escape(outcome.message)}",
@@ -189,10 +193,12 @@ def _supported(sentence: SentenceCheck) -> bool:
 
 def version_badge(version: ParagraphVersion) -> None:
     if version.verified:
-        st.badge("Verified", icon="✅", color="green")
+        st.badge("Verified", icon=":material/check_circle:", color="green")
     else:
         failed = sum(not _supported(s) for s in version.sentences)
-        st.badge(f"Needs review · {failed} of {len(version.sentences)} sentences", icon="⚠️", color="orange")
+        st.badge(
+            f"Needs review · {failed} of {len(version.sentences)} sentences", icon=":material/warning:", color="orange"
+        )
 
 
 def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents: Mapping[int, str]) -> None:
@@ -202,30 +208,44 @@ def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents
     wanted = st.session_state.get(_key("view", pid))
     shown = next((v for v in versions if v.id == wanted), versions[0] if versions else None)
     with st.container(border=True):
-        st.markdown(f"**Paragraph {paragraph.position}** · brief")
-        st.text(paragraph.brief)
+        st.markdown(f"**Paragraph {paragraph.position}**")
+        st.caption(f"Brief: {md_escape(paragraph.brief)}")
         with st.container(horizontal=True, vertical_alignment="center"):
             draft = st.button(
-                "Draft again" if versions else "Draft", key=_key("draft", pid), icon=":material/edit_note:",
+                "Draft again" if versions else "Draft",
+                key=_key("draft", pid),
+                icon=":material/edit_note:",
                 type="secondary" if versions else "primary",
             )
             again = st.button("Re-verify", key=_key("reverify", pid), disabled=shown is None)
             edit = st.button("Edit", key=_key("edit", pid), disabled=shown is None)
             accepted = shown is not None and paragraph.accepted_version_id == shown.id
             accept = st.button(
-                "Accepted" if accepted else "Accept", key=_key("accept", pid), icon=":material/check:",
+                "Accepted" if accepted else "Accept",
+                key=_key("accept", pid),
+                icon=":material/check:",
                 disabled=shown is None or not shown.verified or accepted,
                 help="Only a verified version (every sentence supported) can be accepted.",
             )
         if draft:
-            _run(pid, "Drafting the paragraph…", lambda w, p: draft_paragraph(
-                w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, progress=p))
+            _run(
+                pid,
+                "Drafting the paragraph…",
+                lambda w, p: draft_paragraph(
+                    w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, progress=p
+                ),
+            )
         if shown is None:
             st.caption("No draft yet. Press **Draft**: the Writer cites your facts, the Verifier checks each sentence.")
             return
         if again:
-            _run(pid, "Verifying again…", lambda w, _p: reverify(
-                w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, version_id=shown.id))
+            _run(
+                pid,
+                "Verifying again…",
+                lambda w, _p: reverify(
+                    w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, version_id=shown.id
+                ),
+            )
         if accept:
             act(lambda w: ms.accept_version(w, tenant_id=ident.tenant_id, paragraph_id=pid, version_id=shown.id))
         if edit:
@@ -259,8 +279,12 @@ def _run(pid: int, label: str, work: Callable[[Session, ProgressFn], object]) ->
 
 
 def _version_view(
-    s: Session, ident: Identity, paragraph: Paragraph, version: ParagraphVersion,
-    versions: list[ParagraphVersion], documents: Mapping[int, str],
+    s: Session,
+    ident: Identity,
+    paragraph: Paragraph,
+    version: ParagraphVersion,
+    versions: list[ParagraphVersion],
+    documents: Mapping[int, str],
 ) -> None:
     with st.container(horizontal=True, vertical_alignment="center"):
         version_badge(version)
@@ -276,16 +300,21 @@ def _version_view(
 
 
 def _sentence(
-    s: Session, ident: Identity, version: ParagraphVersion, index: int, sentence: SentenceCheck,
-    facts: Mapping[str, Fact], documents: Mapping[int, str],
+    s: Session,
+    ident: Identity,
+    version: ParagraphVersion,
+    index: int,
+    sentence: SentenceCheck,
+    facts: Mapping[str, Fact],
+    documents: Mapping[int, str],
 ) -> None:
     st.text(f"{index}. {sentence.text}")
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         if _supported(sentence):
-            st.badge("Supported", icon="✅", color="green")
+            st.badge("Supported", icon=":material/check_circle:", color="green")
         else:
             mode = (sentence.failure_mode or "unsupported").replace("_", " ")
-            st.badge(f"Needs review · {md_escape(mode)}", icon="⚠️", color="orange")
+            st.badge(f"Needs review · {md_escape(mode)}", icon=":material/warning:", color="orange")
         for ref in dict.fromkeys(sentence.cites):
             with st.popover(md_escape(ref), icon=":material/format_quote:", key=_key("cite", version.id, index, ref)):
                 _fact_card(s, ident, ref, facts.get(ref), documents)
@@ -293,7 +322,9 @@ def _sentence(
         st.caption(f"Why: {md_escape(sentence.reason)}")
     if sentence.original_text and sentence.original_text != sentence.text:
         rounds = sentence.rewrite_rounds
-        st.caption(f"Rewritten ({rounds} round{'s' * (rounds != 1)}); the Writer wrote: {md_escape(sentence.original_text)}")
+        st.caption(
+            f"Rewritten ({rounds} round{'s' * (rounds != 1)}); the Writer wrote: {md_escape(sentence.original_text)}"
+        )
 
 
 def _fact_card(s: Session, ident: Identity, ref: str, fact: Fact | None, documents: Mapping[int, str]) -> None:
@@ -307,24 +338,31 @@ def _fact_card(s: Session, ident: Identity, ref: str, fact: Fact | None, documen
     with st.container(border=True):
         st.text(f"“{fact.quote}”")
     chunk = get_chunk(s, tenant_id=ident.tenant_id, chunk_id=fact.chunk_id)
-    start = fact.quote_start if chunk.text[fact.quote_start:].startswith(fact.quote) else chunk.text.find(fact.quote)
+    start = fact.quote_start if chunk.text[fact.quote_start :].startswith(fact.quote) else chunk.text.find(fact.quote)
     if start >= 0 and fact.quote.strip():
         end = start + len(fact.quote)
-        before, after = chunk.text[max(0, start - 200):start], chunk.text[end:end + 200]
-        st.caption(f"In context: …{md_escape(before)} **{md_escape(fact.quote)}** {md_escape(after)}…")
+        before, after = chunk.text[max(0, start - 200) : start], chunk.text[end : end + 200]
+        lead = md_escape(before) + (" " if before[-1:].isspace() else "")
+        tail = (" " if after[:1].isspace() else "") + md_escape(after)
+        st.caption(f"In context: …{lead}**{md_escape(fact.quote)}**{tail}…")
 
 
 def _edit_form(ident: Identity, pid: int, version: ParagraphVersion) -> None:
     with st.form(key=_key("edit_form", pid, version.id)):
-        st.caption(f"Editing version {version.number}. Saving creates a new version and verifies it again. "
-                   "Empty a sentence to remove it; cite fact ids such as F12, separated by commas.")
+        st.caption(
+            f"Editing version {version.number}. Saving creates a new version and verifies it again. "
+            "Empty a sentence to remove it; cite fact ids such as F12, separated by commas."
+        )
         rows = []
         for index, sentence in enumerate([*version.sentences, None], start=1):
             left, right = st.columns([4, 1])
             label = f"Sentence {index}" if sentence else "New sentence (optional)"
-            text = left.text_area(label, value=sentence.text if sentence else "", key=_key("etext", pid, index), height=80)
-            cites = right.text_input("Cites", value=", ".join(sentence.cites) if sentence else "",
-                                     key=_key("ecites", pid, index))
+            text = left.text_area(
+                label, value=sentence.text if sentence else "", key=_key("etext", pid, index), height=80
+            )
+            cites = right.text_input(
+                "Cites", value=", ".join(sentence.cites) if sentence else "", key=_key("ecites", pid, index)
+            )
             rows.append((text.strip(), re.findall(r"F\d+", cites.upper())))
         with st.container(horizontal=True):
             save = st.form_submit_button("Save and verify", type="primary")
@@ -336,8 +374,11 @@ def _edit_form(ident: Identity, pid: int, version: ParagraphVersion) -> None:
         sentences = [(text, cites) for text, cites in rows if text]
         st.session_state.pop(_key("editing", pid), None)
         with st.spinner("Verifying the edited sentences…"):
-            act(lambda w: save_edited_version(
-                w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, sentences=sentences))
+            act(
+                lambda w: save_edited_version(
+                    w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, sentences=sentences
+                )
+            )
         st.session_state[_key("editing", pid)] = version.id
 
 
@@ -345,9 +386,13 @@ def _history(pid: int, versions: list[ParagraphVersion], shown: ParagraphVersion
     with st.expander(f"History · {len(versions)} version{'s' * (len(versions) != 1)}"):
         for version in versions:
             with st.container(horizontal=True, vertical_alignment="center"):
-                status = "✅ verified" if version.verified else "⚠️ needs review"
-                marks = (" · accepted" if version.id == accepted_id else "") + (" · shown" if version.id == shown.id else "")
-                st.caption(f"**Version {version.number}** · {status} · {version.origin} · {when(version.created_at)}{marks}")
+                status = ":material/check_circle: verified" if version.verified else ":material/warning: needs review"
+                marks = (" · accepted" if version.id == accepted_id else "") + (
+                    " · shown" if version.id == shown.id else ""
+                )
+                st.caption(
+                    f"**Version {version.number}** · {status} · {version.origin} · {when(version.created_at)}{marks}"
+                )
                 if version.id != shown.id and st.button("View", key=_key("viewbtn", pid, version.id), type="tertiary"):
                     st.session_state[_key("view", pid)] = version.id
                     st.rerun()

@@ -112,9 +112,7 @@ class JobRow:
 
 
 def recent_jobs(session: Session, *, tenant_id: int, limit: int = 50) -> list[JobRow]:
-    rows = session.scalars(
-        select(Job).where(Job.tenant_id == tenant_id).order_by(Job.created_at.desc()).limit(limit)
-    )
+    rows = session.scalars(select(Job).where(Job.tenant_id == tenant_id).order_by(Job.created_at.desc()).limit(limit))
     return [
         JobRow(j.id, j.kind, j.queue, j.state, j.stage, j.progress, j.created_at, j.finished_at, j.error) for j in rows
     ]

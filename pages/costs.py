@@ -28,8 +28,14 @@ c.metric("Recorded cost", f"${cost:,.4f}", help="The local provider is offline a
 if usage:
     st.dataframe(
         [
-            {"Agent": u.agent, "Calls": u.calls, "Input tokens": u.input_tokens, "Output tokens": u.output_tokens,
-             "Cache hits": u.cached_calls, "Cost (USD)": round(u.cost_usd, 6)}
+            {
+                "Agent": u.agent,
+                "Calls": u.calls,
+                "Input tokens": u.input_tokens,
+                "Output tokens": u.output_tokens,
+                "Cache hits": u.cached_calls,
+                "Cost (USD)": round(u.cost_usd, 6),
+            }
             for u in usage
         ],
         hide_index=True,

@@ -28,8 +28,17 @@ if jobs:
     st.caption(" · ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
     st.dataframe(
         [
-            {"Job": j.id, "Kind": j.kind, "Queue": j.queue, "State": j.state, "Stage": j.stage or "",
-             "Progress": j.progress, "Created": j.created_at, "Finished": j.finished_at, "Error": j.error or ""}
+            {
+                "Job": j.id,
+                "Kind": j.kind,
+                "Queue": j.queue,
+                "State": j.state,
+                "Stage": j.stage or "",
+                "Progress": j.progress,
+                "Created": j.created_at,
+                "Finished": j.finished_at,
+                "Error": j.error or "",
+            }
             for j in jobs
         ],
         hide_index=True,

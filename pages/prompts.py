@@ -8,8 +8,7 @@ from core.ui_queries import prompt_files, prompt_versions_in_use
 st.title("Prompts")
 ui.not_built(
     7,
-    "Prompt versions with diffs, golden runs of two versions side by side, canary deployments, promote and "
-    "roll back",
+    "Prompt versions with diffs, golden runs of two versions side by side, canary deployments, promote and roll back",
 )
 
 ident = ui.identity()
@@ -21,9 +20,7 @@ with left:
     st.subheader("Prompt files")
     files = prompt_files()
     if files:
-        st.dataframe(
-            [{"Agent": f.agent, "File": f.name, "Bytes": f.size_bytes} for f in files], hide_index=True
-        )
+        st.dataframe([{"Agent": f.agent, "File": f.name, "Bytes": f.size_bytes} for f in files], hide_index=True)
     else:
         st.caption("No prompt files found under prompts/.")
 with right:

@@ -21,8 +21,13 @@ st.subheader("Models that served each agent")
 if models:
     st.dataframe(
         [
-            {"Agent": m.agent, "Provider": m.provider, "Model": m.model, "Tier": m.routing_tier or "(none)",
-             "Calls": m.calls}
+            {
+                "Agent": m.agent,
+                "Provider": m.provider,
+                "Model": m.model,
+                "Tier": m.routing_tier or "(none)",
+                "Calls": m.calls,
+            }
             for m in models
         ],
         hide_index=True,

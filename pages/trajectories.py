@@ -21,8 +21,14 @@ st.caption("Grouped from usage events by trace id; each paragraph version record
 if traces:
     st.dataframe(
         [
-            {"Trace": t.trace_id, "Agent calls": t.calls, "Tokens": t.tokens, "Errors": t.errors,
-             "Started": t.started, "Ended": t.ended}
+            {
+                "Trace": t.trace_id,
+                "Agent calls": t.calls,
+                "Tokens": t.tokens,
+                "Errors": t.errors,
+                "Started": t.started,
+                "Ended": t.ended,
+            }
             for t in traces
         ],
         hide_index=True,

@@ -14,7 +14,9 @@ ident = ui.identity()
 with ui.session() as s:
     titles = {m.id: m.title for m in list_manuscripts(s, tenant_id=ident.tenant_id)}
     manuscript_id = st.selectbox(
-        "Manuscript", [None, *titles], format_func=lambda i: "All manuscripts" if i is None else titles[i],
+        "Manuscript",
+        [None, *titles],
+        format_func=lambda i: "All manuscripts" if i is None else titles[i],
         key="verification_manuscript",
     )
     summary = verification_summary(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
@@ -23,11 +25,17 @@ with ui.session() as s:
     )
 
 a, b, c, d = st.columns(4)
-a.metric("Sentence support rate", f"{summary.sentence_support_rate:.0%}" if summary.sentences else "–",
-         help="Supported sentences / sentences checked, over every stored version.")
+a.metric(
+    "Sentence support rate",
+    f"{summary.sentence_support_rate:.0%}" if summary.sentences else "–",
+    help="Supported sentences / sentences checked, over every stored version.",
+)
 b.metric("Sentences checked", f"{summary.supported} of {summary.sentences} supported")
-c.metric("Paragraph verification rate", f"{summary.paragraph_verification_rate:.0%}" if summary.paragraphs else "–",
-         help="Paragraphs whose latest version has every sentence supported.")
+c.metric(
+    "Paragraph verification rate",
+    f"{summary.paragraph_verification_rate:.0%}" if summary.paragraphs else "–",
+    help="Paragraphs whose latest version has every sentence supported.",
+)
 d.metric("Paragraphs", f"{summary.verified_paragraphs} of {summary.paragraphs} verified")
 
 st.subheader("Failure modes")

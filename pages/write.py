@@ -16,9 +16,12 @@ def new_manuscript_form() -> None:
     with st.form("write_new_manuscript", clear_on_submit=True, border=False):
         title = st.text_input("Title", placeholder="e.g. Sparse retrieval for clinical notes")
         if st.form_submit_button("Create manuscript", type="primary"):
-            ui.act(lambda s: st.session_state.__setitem__(
-                "write_created_id", create_manuscript(s, tenant_id=ident.tenant_id, title=title, user_id=ident.user_id).id
-            ))
+            ui.act(
+                lambda s: st.session_state.__setitem__(
+                    "write_created_id",
+                    create_manuscript(s, tenant_id=ident.tenant_id, title=title, user_id=ident.user_id).id,
+                )
+            )
 
 
 # A manuscript created on the previous run becomes the selection before the selectbox exists.
@@ -35,45 +38,62 @@ if st.session_state.get("write_manuscript_id") not in titles:
     st.session_state["write_manuscript_id"] = next(iter(titles))
 
 pick, new = st.columns([4, 1], vertical_alignment="bottom")
-manuscript_id: int = pick.selectbox("Manuscript", list(titles), format_func=titles.__getitem__, key="write_manuscript_id")
+manuscript_id: int = pick.selectbox(
+    "Manuscript", list(titles), format_func=titles.__getitem__, key="write_manuscript_id"
+)
 with new.popover("New manuscript", icon=":material/add:", width="stretch"):
     new_manuscript_form()
 
 # Sources ----------------------------------------------------------------------------------------
 st.subheader("Sources")
+upload_col, lists_col = st.columns(2)
 nonce = st.session_state.get("write_upload_nonce", 0)
-files = st.file_uploader(
-    "Add PDFs", type="pdf", accept_multiple_files=True, key=f"write_upload_{manuscript_id}_{nonce}",
+files = upload_col.file_uploader(
+    "Add PDFs",
+    type="pdf",
+    accept_multiple_files=True,
+    key=f"write_upload_{manuscript_id}_{nonce}",
     max_upload_size=get_settings().max_upload_mb,
     help="Text PDFs (not scans). The Librarian extracts facts, each quoting the PDF verbatim.",
 )
 if files:
-    outcomes = ui.render_uploads(files, manuscript_id=manuscript_id)
+    with upload_col:
+        outcomes = ui.render_uploads(files, manuscript_id=manuscript_id)
     st.session_state["write_upload_report"] = (manuscript_id, outcomes)
     st.session_state["write_upload_nonce"] = nonce + 1  # a fresh, empty uploader after the rerun
     st.rerun()
 report_for, outcomes = st.session_state.get("write_upload_report", (None, []))
-for outcome in outcomes if report_for == manuscript_id else []:
-    if outcome.ok:
-        st.success(f"{ui.md_escape(outcome.filename)}: {ui.md_escape(outcome.message)}", icon="📄")
-    else:
-        st.error(f"{ui.md_escape(outcome.filename)} was not added: {ui.md_escape(outcome.message)}")
+with upload_col:
+    added = [o for o in outcomes if o.ok and report_for == manuscript_id]
+    if added:
+        st.success(
+            "  \n".join(f"{ui.md_escape(o.filename)}: {ui.md_escape(o.message)}" for o in added),
+            icon=":material/picture_as_pdf:",
+        )
+    for outcome in outcomes if report_for == manuscript_id else []:
+        if not outcome.ok:
+            st.error(f"{ui.md_escape(outcome.filename)} was not added: {ui.md_escape(outcome.message)}")
 
 with ui.session() as s:
     documents = list_documents(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
     facts = list_facts(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
     names = {d.id: d.filename for d in documents}
-    docs_col, facts_col = st.columns(2)
-    with docs_col.expander(f"Documents · {len(documents)}"):
+    with lists_col.expander(f"Documents · {len(documents)}"):
         st.dataframe(
             [{"File": d.filename, "Title": d.title or "", "Pages": d.page_count} for d in documents],
             hide_index=True,
         )
-    with facts_col.expander(f"Facts · {len(facts)}"):
+    with lists_col.expander(f"Facts · {len(facts)}"):
         st.dataframe(
             [
-                {"Id": f.ref, "Kind": f.kind, "Fact": f.text, "Quote": f.quote,
-                 "Source": names.get(f.document_id, ""), "Page": f.page}
+                {
+                    "Id": f.ref,
+                    "Kind": f.kind,
+                    "Fact": f.text,
+                    "Quote": f.quote,
+                    "Source": names.get(f.document_id, ""),
+                    "Page": f.page,
+                }
                 for f in facts
             ],
             hide_index=True,

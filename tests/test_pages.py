@@ -53,7 +53,7 @@ def strings(at: AppTest) -> list[str]:
         for attr in ("value", "label", "body"):
             try:
                 value = getattr(node, attr, None)
-            except Exception:  # noqa: S112 (some elements compute values lazily)
+            except Exception:
                 continue
             if isinstance(value, str) and value:
                 out.append(value)
@@ -174,12 +174,20 @@ def test_ingest_upload_turns_a_bad_file_into_a_message(session: Any, identity: A
     session.commit()
     seen: list[float] = []
     bad = ui.ingest_upload(
-        clean_db, identity=identity, manuscript_id=manuscript.id, filename="x.pdf", data=b"%PDF-1.4 garbage",
+        clean_db,
+        identity=identity,
+        manuscript_id=manuscript.id,
+        filename="x.pdf",
+        data=b"%PDF-1.4 garbage",
         progress=lambda f, _m: seen.append(f),
     )
     assert not bad.ok and bad.message
     good = ui.ingest_upload(
-        clean_db, identity=identity, manuscript_id=manuscript.id, filename="paper.pdf", data=paper_pdf(),
+        clean_db,
+        identity=identity,
+        manuscript_id=manuscript.id,
+        filename="paper.pdf",
+        data=paper_pdf(),
         progress=lambda f, _m: seen.append(f),
     )
     assert good.ok and "facts extracted" in good.message
@@ -204,9 +212,7 @@ def test_write_adds_and_drafts_a_paragraph(make_app: MakeApp, clean_db: Engine) 
     assert "Supported" in text or "Needs review" in text
 
 
-def test_write_edit_saves_a_new_verified_version_and_history_lists_both(
-    make_app: MakeApp, clean_db: Engine
-) -> None:
+def test_write_edit_saves_a_new_verified_version_and_history_lists_both(make_app: MakeApp, clean_db: Engine) -> None:
     seeded = seed_drafted(clean_db)
     at = make_app("pages/write.py")
     button(at, "Edit").click().run()

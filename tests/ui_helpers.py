@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from core import db
-from core.manuscripts import add_paragraph, create_manuscript
 from core.demo_corpus import DEMO_BRIEFS, demo_pdfs
+from core.manuscripts import add_paragraph, create_manuscript
 from core.pipeline import draft_paragraph
 from core.sources import add_source
 from core.tenancy import Identity, bootstrap
@@ -50,7 +50,11 @@ def seed_drafted(engine: Engine, *, title: str = "Seeded manuscript") -> Seeded:
         manuscript = create_manuscript(s, tenant_id=ident.tenant_id, title=title, user_id=ident.user_id)
     with db.session_scope(engine) as s:
         add_source(
-            s, identity=ident, manuscript_id=manuscript.id, filename=PDF_NAME, data=paper_pdf(),
+            s,
+            identity=ident,
+            manuscript_id=manuscript.id,
+            filename=PDF_NAME,
+            data=paper_pdf(),
             progress=lambda _f, _m: None,
         )
     with db.session_scope(engine) as s:
