@@ -45,8 +45,10 @@ def main() -> None:
     figures = bench_ingest()
     print(f"demo corpus: {figures['documents']:.0f} PDFs, {figures['pages_per_document']:.1f} pages each")
     print(f"raw pypdf extract_text:        {figures['raw_pypdf_pages_per_s']:8.1f} pages/s")
-    print(f"ingestion (extract + chunks):  {figures['ingest_pages_per_s']:8.1f} pages/s  "
-          f"ratio {figures['ratio']:.2f} (target >= 0.80)")
+    print(
+        f"ingestion (extract + chunks):  {figures['ingest_pages_per_s']:8.1f} pages/s  "
+        f"ratio {figures['ratio']:.2f} (target >= 0.80)"
+    )
 
     engine = db.get_engine()
     db.migrate(engine)
@@ -61,17 +63,22 @@ def main() -> None:
         ]
         stored = time.perf_counter() - started
         pages = sum(d.page_count for d in documents)
-        print(f"ingestion with database write: {pages / stored:8.1f} pages/s  ({pages} pages in {stored * 1000:.0f} ms)")
+        print(
+            f"ingestion with database write: {pages / stored:8.1f} pages/s  ({pages} pages in {stored * 1000:.0f} ms)"
+        )
         started = time.perf_counter()
         facts = sum(
             extract_facts(session, tenant_id=identity.tenant_id, document_id=d.id, trace_id="bench").added
             for d in documents
         )
         extraction = time.perf_counter() - started
-        print(f"fact extraction (Librarian):   {facts} facts in {extraction * 1000:.0f} ms "
-              f"({extraction / len(documents) * 1000:.0f} ms per document)")
-        paragraph = add_paragraph(session, tenant_id=identity.tenant_id, manuscript_id=manuscript.id,
-                                  brief=DEMO_BRIEFS[0])
+        print(
+            f"fact extraction (Librarian):   {facts} facts in {extraction * 1000:.0f} ms "
+            f"({extraction / len(documents) * 1000:.0f} ms per document)"
+        )
+        paragraph = add_paragraph(
+            session, tenant_id=identity.tenant_id, manuscript_id=manuscript.id, brief=DEMO_BRIEFS[0]
+        )
         session.commit()
 
     timings = []
@@ -79,14 +86,17 @@ def main() -> None:
     for _ in range(PARAGRAPH_RUNS):
         with db.session_scope(engine) as session:
             started = time.perf_counter()
-            version = draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id,
-                                      paragraph_id=paragraph.id)
+            version = draft_paragraph(
+                session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id
+            )
             timings.append(time.perf_counter() - started)
             sentences = len(version.sentences)
             status = version.status
-    print(f"draft + verify one paragraph:  median {statistics.median(timings) * 1000:.0f} ms, "
-          f"worst {max(timings) * 1000:.0f} ms over {PARAGRAPH_RUNS} runs ({sentences} sentences, {status}) "
-          f"(target < 1000 ms)")
+    print(
+        f"draft + verify one paragraph:  median {statistics.median(timings) * 1000:.0f} ms, "
+        f"worst {max(timings) * 1000:.0f} ms over {PARAGRAPH_RUNS} runs ({sentences} sentences, {status}) "
+        f"(target < 1000 ms)"
+    )
 
 
 if __name__ == "__main__":

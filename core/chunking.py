@@ -6,8 +6,8 @@ text the PDF contains. Chunks end on sentence boundaries (never inside a sentenc
 a paragraph boundary, and may span pages; ``page_offsets`` records where each page starts inside a
 chunk so any offset maps back to the page it is printed on.
 
-Tokens are counted once per sentence (to pack chunks) and once per finished chunk (the stored
-``token_count``, equal to ``core.tokens.count_tokens(text)``); nothing is re-encoded while packing.
+Tokens are counted in one pass, sentence by sentence; a chunk's ``token_count`` is summed from its
+sentences and still equals ``core.tokens.count_tokens(chunk.text)`` exactly (see ``_Tokens``).
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ _ABBREVIATIONS = (
 # Nor after an initial ("A. Quispe") or a section number at the start of a line ("2. Methods"). When in
 # doubt we do not split: a missed boundary only makes a unit longer, a wrong one could split a sentence.
 _NOT_AFTER = "".join(rf"(?<!\b{re.escape(a)}\.)" for a in _ABBREVIATIONS) + r"(?<!\b[A-Z]\.)(?<!^\d\.)(?<!^\d\d\.)"
-# A boundary is a newline (paragraph or heading), or sentence-final punctuation, optional closing
-# brackets or quotes, spaces, then something that can start a sentence.
 _CLOSE = "[)\\]\"'\u2019\u201d]*"
 _OPENS_SENTENCE = "(?=[A-Z0-9(\\[\"'\u2018\u201c])"
-# Every boundary starts with one of "\n.!?", written first so the regex engine can skip ahead to
-# those characters instead of trying each position (2-3x faster on real text).
+# A boundary is a newline (paragraph or heading), or sentence-final punctuation, optional closing
+# brackets or quotes, spaces, then something that can start a sentence. Every boundary starts with
+# one of "\n.!?", written first so the regex engine skips ahead to those characters (2-3x faster).
 _BOUNDARY = re.compile(
     rf"[\n.!?](?:(?<=\n)(?P<para>\n*)|(?<=\.){_NOT_AFTER}{_CLOSE}(?P<gap> +){_OPENS_SENTENCE}"
     rf"|(?<=[!?]){_CLOSE}(?P<bang> +){_OPENS_SENTENCE})",
     re.MULTILINE,
 )
+
 HEADING_MAX_TOKENS = 16
 """A line this short without final punctuation is a heading and stays with the text after it."""
 _HEADING_END = ".!?:;,"

@@ -17,66 +17,356 @@ import snowballstemmer
 # -- vocabulary ---------------------------------------------------------------------------------
 
 STOPWORDS = frozenset(
-    """
-    a an the this that these those it its they them their there here we our us i you he she his her
-    of in on at for with by from to into onto between among during after before within across per via as
-    and or but nor yet so while whereas although though because since thus hence therefore however also
-    both either which who whom whose what when where how than then such same other another
-    is are was were be been being am has have had having do does did done will would shall should can
-    result results study studies data finding findings we've it's
-    found find finds observed observe observes reported report reports noted note notes showed show shows
-    shown revealed reveal reveals demonstrated demonstrate demonstrates present presented
-    overall respectively total
-    """.split()
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "they",
+        "them",
+        "their",
+        "there",
+        "here",
+        "we",
+        "our",
+        "us",
+        "i",
+        "you",
+        "he",
+        "she",
+        "his",
+        "her",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "by",
+        "from",
+        "to",
+        "into",
+        "onto",
+        "among",
+        "during",
+        "after",
+        "before",
+        "across",
+        "per",
+        "via",
+        "as",
+        "and",
+        "nor",
+        "yet",
+        "so",
+        "while",
+        "whereas",
+        "although",
+        "though",
+        "because",
+        "since",
+        "thus",
+        "hence",
+        "therefore",
+        "however",
+        "also",
+        "both",
+        "either",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "what",
+        "when",
+        "where",
+        "how",
+        "than",
+        "then",
+        "such",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "has",
+        "have",
+        "had",
+        "having",
+        "do",
+        "does",
+        "did",
+        "done",
+        "shall",
+        "result",
+        "results",
+        "study",
+        "studies",
+        "data",
+        "finding",
+        "findings",
+        "we've",
+        "it's",
+        "found",
+        "find",
+        "finds",
+        "observed",
+        "observe",
+        "observes",
+        "reported",
+        "report",
+        "reports",
+        "noted",
+        "note",
+        "notes",
+        "showed",
+        "show",
+        "shows",
+        "shown",
+        "revealed",
+        "reveal",
+        "reveals",
+        "demonstrated",
+        "demonstrate",
+        "demonstrates",
+        "present",
+        "presented",
+        "post",
+        "overall",
+        "respectively",
+        "total",
+        "score",
+        "scores",
+        "value",
+        "values",
+    ]
 )
 """Function words whose presence or absence does not change what a sentence claims."""
 
 NEGATIONS = frozenset(
-    """
-    not no never none neither nor without cannot cant nothing nobody nowhere
-    unable fail fails failed failing lack lacks lacked lacking absent absence unlikely
-    non-significant nonsignificant insignificant
-    """.split()
+    [
+        "not",
+        "no",
+        "never",
+        "none",
+        "neither",
+        "nor",
+        "without",
+        "cannot",
+        "cant",
+        "nothing",
+        "nobody",
+        "nowhere",
+        "unable",
+        "fail",
+        "fails",
+        "failed",
+        "failing",
+        "lack",
+        "lacks",
+        "lacked",
+        "lacking",
+        "absent",
+        "absence",
+        "unlikely",
+        "non-significant",
+        "nonsignificant",
+        "insignificant",
+    ]
 )
 _NEGATION_SUFFIX = "n't"
 
 # Certainty families: a sentence may be *less* certain than its fact, never more.
 HEDGE_WEAK = frozenset(
-    """
-    may might could possibly possible perhaps potentially potential conceivably speculate speculated
-    hypothesize hypothesized hypothesise hypothesised tentative tentatively preliminary putative putatively
-    """.split()
+    [
+        "may",
+        "might",
+        "could",
+        "possibly",
+        "possible",
+        "perhaps",
+        "potentially",
+        "potential",
+        "conceivably",
+        "speculate",
+        "speculated",
+        "hypothesize",
+        "hypothesized",
+        "hypothesise",
+        "hypothesised",
+        "tentative",
+        "tentatively",
+        "preliminary",
+        "putative",
+        "putatively",
+        "can",
+        "would",
+        "expected",
+        "projected",
+        "proposed",
+        "anticipated",
+        "planned",
+        "intended",
+        "forecast",
+        "forecasted",
+    ]
 )
 HEDGE_MODERATE = frozenset(
-    """
-    suggest suggests suggested suggesting suggestive appear appears appeared seem seems seemed
-    indicate indicates indicated likely probably presumably tend tends tended apparently
-    """.split()
+    [
+        "suggest",
+        "suggests",
+        "suggested",
+        "suggesting",
+        "suggestive",
+        "appear",
+        "appears",
+        "appeared",
+        "seem",
+        "seems",
+        "seemed",
+        "indicate",
+        "indicates",
+        "indicated",
+        "likely",
+        "probably",
+        "presumably",
+        "tend",
+        "tends",
+        "tended",
+        "apparently",
+    ]
 )
-APPROXIMATORS = frozenset("approximately about around roughly nearly almost circa ca ~ some estimated approx".split())
+APPROXIMATORS = frozenset(
+    [
+        "approximately",
+        "about",
+        "around",
+        "roughly",
+        "nearly",
+        "almost",
+        "circa",
+        "ca",
+        "~",
+        "some",
+        "estimated",
+        "approx",
+    ]
+)
 BOOSTERS = frozenset(
-    """
-    clearly definitely definitively conclusively undoubtedly certainly prove proves proved proven
-    confirm confirms confirmed establish establishes established always invariably unequivocally
-    """.split()
+    [
+        "clearly",
+        "definitely",
+        "definitively",
+        "conclusively",
+        "undoubtedly",
+        "certainly",
+        "prove",
+        "proves",
+        "proved",
+        "proven",
+        "confirm",
+        "confirms",
+        "confirmed",
+        "establish",
+        "establishes",
+        "established",
+        "always",
+        "invariably",
+        "unequivocally",
+    ]
 )
 
 UNIVERSALS = frozenset(
-    """
-    all every always any each entire whole universally invariably consistently generally universal
-    everywhere everyone regardless across throughout nationwide worldwide globally
-    """.split()
+    [
+        "all",
+        "every",
+        "always",
+        "any",
+        "each",
+        "entire",
+        "whole",
+        "universally",
+        "invariably",
+        "consistently",
+        "generally",
+        "universal",
+        "everywhere",
+        "everyone",
+        "regardless",
+        "across",
+        "throughout",
+        "nationwide",
+        "worldwide",
+        "globally",
+    ]
 )
 RESTRICTIVE_QUANTIFIERS = frozenset(
-    """
-    some several certain most many few subset partially partly mostly occasionally sometimes often
-    frequently rarely majority minority selected only specific particular
-    """.split()
+    [
+        "some",
+        "several",
+        "certain",
+        "most",
+        "many",
+        "few",
+        "subset",
+        "partially",
+        "partly",
+        "mostly",
+        "occasionally",
+        "sometimes",
+        "often",
+        "frequently",
+        "rarely",
+        "majority",
+        "minority",
+        "selected",
+        "only",
+        "specific",
+        "particular",
+        "slightly",
+        "marginally",
+        "modestly",
+        "moderately",
+        "weakly",
+        "somewhat",
+        "nominally",
+        "transiently",
+        "temporarily",
+        "borderline",
+    ]
 )
 QUALIFIER_PREPOSITIONS = frozenset(
-    "in among for within under at during on with after before when if unless except only over aged below above".split()
+    [
+        "in",
+        "among",
+        "for",
+        "within",
+        "under",
+        "at",
+        "during",
+        "on",
+        "with",
+        "after",
+        "before",
+        "when",
+        "if",
+        "unless",
+        "except",
+        "only",
+        "over",
+        "aged",
+        "below",
+        "above",
+    ]
 )
-CLAUSE_BREAKS = frozenset("whereas while but although though however yet".split())
+CLAUSE_BREAKS = frozenset(["whereas", "while", "but", "although", "though", "however", "yet"])
 
 # (axis, sign): words on the same axis with opposite signs contradict each other.
 _DIRECTION_WORDS: dict[str, tuple[str, int]] = {}
@@ -104,12 +394,17 @@ for _axis, _up, _down in (
     ),
     ("sign", "positive positively", "negative negatively"),
     ("position", "above over exceeding", "below under beneath"),
-    ("time", "before earlier prior preceded precede precedes faster quicker sooner", "after later "
-     "followed slower delayed"),
+    (
+        "time",
+        "before earlier prior preceded precede precedes faster quicker sooner",
+        "after later followed slower delayed",
+    ),
     ("strength", "stronger strongest strong", "weaker weakest weak"),
-    ("regulation", "activate activated activates activation stimulate stimulated stimulates agonist induce "
-     "induced induces", "inhibit inhibited inhibits inhibition suppress suppressed suppresses antagonist block "
-     "blocked blocks"),
+    (
+        "regulation",
+        "activate activated activates activation stimulate stimulated stimulates agonist induce induced induces",
+        "inhibit inhibited inhibits inhibition suppress suppressed suppresses antagonist block blocked blocks",
+    ),
     ("estimate", "overestimate overestimated overestimates", "underestimate underestimated underestimates"),
 ):
     for _word in _up.split():
@@ -118,57 +413,267 @@ for _axis, _up, _down in (
         _DIRECTION_WORDS[_word] = (_axis, -1)
 
 RELATION_WORDS = frozenset(
-    """
-    than outperform outperformed outperforms underperform underperformed exceed exceeded exceeds surpass
-    surpassed surpasses versus vs compared relative inhibit inhibited inhibits activate activated activates
-    cause caused causes induce induced induces suppress suppressed suppresses promote promoted promotes
-    precede preceded precedes predict predicted predicts regulate regulated regulates bind binds bound
-    convert converted converts replace replaced replaces beat beats dominated dominates over
-    """.split()
+    [
+        "than",
+        "outperform",
+        "outperformed",
+        "outperforms",
+        "underperform",
+        "underperformed",
+        "exceed",
+        "exceeded",
+        "exceeds",
+        "surpass",
+        "surpassed",
+        "surpasses",
+        "versus",
+        "vs",
+        "compared",
+        "relative",
+        "inhibit",
+        "inhibited",
+        "inhibits",
+        "activate",
+        "activated",
+        "activates",
+        "cause",
+        "caused",
+        "causes",
+        "induce",
+        "induced",
+        "induces",
+        "suppress",
+        "suppressed",
+        "suppresses",
+        "promote",
+        "promoted",
+        "promotes",
+        "precede",
+        "preceded",
+        "precedes",
+        "predict",
+        "predicted",
+        "predicts",
+        "regulate",
+        "regulated",
+        "regulates",
+        "bind",
+        "binds",
+        "bound",
+        "convert",
+        "converted",
+        "converts",
+        "replace",
+        "replaced",
+        "replaces",
+        "beat",
+        "beats",
+        "dominated",
+        "dominates",
+        "over",
+    ]
 )
 
 _UNIT_ALIASES: dict[str, str] = {
-    "%": "%", "percent": "%", "pct": "%", "pp": "pp", "mg": "mg", "g": "g", "kg": "kg", "ug": "ug", "mcg": "ug",
-    "ng": "ng", "pg": "pg", "t": "t", "tonnes": "t", "tons": "t", "ml": "ml", "l": "l", "ul": "ul", "dl": "dl",
-    "liters": "l", "litres": "l", "nm": "nm", "um": "um", "mm": "mm", "cm": "cm", "m": "m", "km": "km",
-    "s": "s", "sec": "s", "second": "s", "seconds": "s", "ms": "ms", "millisecond": "ms", "milliseconds": "ms",
-    "min": "min", "mins": "min", "minute": "min", "minutes": "min", "h": "h", "hr": "h", "hrs": "h",
-    "hour": "h", "hours": "h", "d": "d", "day": "d", "days": "d", "wk": "wk", "week": "wk", "weeks": "wk",
-    "mo": "mo", "month": "mo", "months": "mo", "y": "yr", "yr": "yr", "yrs": "yr", "year": "yr", "years": "yr",
-    "hz": "hz", "khz": "khz", "mhz": "mhz", "ghz": "ghz", "v": "v", "mv": "mv", "kv": "kv", "a": "a", "ma": "ma",
-    "w": "w", "kw": "kw", "mw": "mw", "gw": "gw", "kwh": "kwh", "mwh": "mwh", "wh": "wh", "j": "j", "kj": "kj",
-    "mj": "mj", "cal": "cal", "kcal": "kcal", "pa": "pa", "kpa": "kpa", "mpa": "mpa", "gpa": "gpa",
-    "bar": "bar", "atm": "atm", "mol": "mol", "mmol": "mmol", "umol": "umol", "nmol": "nmol", "mm_": "mm",
-    "um_": "um", "nm_": "nm", "fold": "fold", "x": "fold", "times": "fold", "ppm": "ppm", "ppb": "ppb",
-    "bp": "bp", "kb": "kb", "kbp": "kb", "mb": "mb", "gb": "gb", "tb": "tb", "kda": "kda", "da": "da",
-    "db": "db", "k": "k", "kelvin": "k", "degc": "degc", "degf": "degf", "celsius": "degc",
-    "fahrenheit": "degf", "ha": "ha", "hectare": "ha", "hectares": "ha", "acres": "acre", "acre": "acre",
-    "mah": "mah", "ah": "ah", "c": "c", "points": "pt", "point": "pt",
+    "%": "%",
+    "percent": "%",
+    "pct": "%",
+    "pp": "pp",
+    "mg": "mg",
+    "g": "g",
+    "kg": "kg",
+    "ug": "ug",
+    "mcg": "ug",
+    "ng": "ng",
+    "pg": "pg",
+    "t": "t",
+    "tonnes": "t",
+    "tons": "t",
+    "ml": "ml",
+    "l": "l",
+    "ul": "ul",
+    "dl": "dl",
+    "liters": "l",
+    "litres": "l",
+    "nm": "nm",
+    "um": "um",
+    "mm": "mm",
+    "cm": "cm",
+    "m": "m",
+    "km": "km",
+    "s": "s",
+    "sec": "s",
+    "second": "s",
+    "seconds": "s",
+    "ms": "ms",
+    "millisecond": "ms",
+    "milliseconds": "ms",
+    "min": "min",
+    "mins": "min",
+    "minute": "min",
+    "minutes": "min",
+    "h": "h",
+    "hr": "h",
+    "hrs": "h",
+    "hour": "h",
+    "hours": "h",
+    "d": "d",
+    "day": "d",
+    "days": "d",
+    "wk": "wk",
+    "week": "wk",
+    "weeks": "wk",
+    "mo": "mo",
+    "month": "mo",
+    "months": "mo",
+    "y": "yr",
+    "yr": "yr",
+    "yrs": "yr",
+    "year": "yr",
+    "years": "yr",
+    "hz": "hz",
+    "khz": "khz",
+    "mhz": "mhz",
+    "ghz": "ghz",
+    "v": "v",
+    "mv": "mv",
+    "kv": "kv",
+    "a": "a",
+    "ma": "ma",
+    "w": "w",
+    "kw": "kw",
+    "mw": "mw",
+    "gw": "gw",
+    "kwh": "kwh",
+    "mwh": "mwh",
+    "wh": "wh",
+    "j": "j",
+    "kj": "kj",
+    "mj": "mj",
+    "cal": "cal",
+    "kcal": "kcal",
+    "pa": "pa",
+    "kpa": "kpa",
+    "mpa": "mpa",
+    "gpa": "gpa",
+    "bar": "bar",
+    "atm": "atm",
+    "mol": "mol",
+    "mmol": "mmol",
+    "umol": "umol",
+    "nmol": "nmol",
+    "mm_": "mm",
+    "um_": "um",
+    "nm_": "nm",
+    "fold": "fold",
+    "x": "fold",
+    "times": "fold",
+    "ppm": "ppm",
+    "ppb": "ppb",
+    "bp": "bp",
+    "kb": "kb",
+    "kbp": "kb",
+    "mb": "mb",
+    "gb": "gb",
+    "tb": "tb",
+    "kda": "kda",
+    "da": "da",
+    "db": "db",
+    "k": "k",
+    "kelvin": "k",
+    "degc": "degc",
+    "degf": "degf",
+    "celsius": "degc",
+    "fahrenheit": "degf",
+    "ha": "ha",
+    "hectare": "ha",
+    "hectares": "ha",
+    "acres": "acre",
+    "acre": "acre",
+    "mah": "mah",
+    "ah": "ah",
+    "c": "c",
+    "points": "pt",
+    "point": "pt",
 }
 _WORD_NUMBERS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40,
-    "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
-    "million": 1_000_000, "billion": 1_000_000_000, "dozen": 12, "twice": 2, "twofold": 2, "threefold": 3,
-    "fourfold": 4, "fivefold": 5, "tenfold": 10, "half": 0.5,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
+    "thousand": 1000,
+    "million": 1_000_000,
+    "billion": 1_000_000_000,
+    "dozen": 12,
+    "twice": 2,
+    "twofold": 2,
+    "threefold": 3,
+    "fourfold": 4,
+    "fivefold": 5,
+    "tenfold": 10,
+    "half": 0.5,
 }
 _FOLD_WORDS = {"twice", "twofold", "threefold", "fourfold", "fivefold", "tenfold"}
 _COMPARATOR_PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("more", "than"), ">"), (("greater", "than"), ">"), (("higher", "than"), ">"), (("over",), ">"),
-    (("above",), ">"), (("exceeding",), ">"), (("in", "excess", "of"), ">"), ((">",), ">"),
-    (("less", "than"), "<"), (("fewer", "than"), "<"), (("lower", "than"), "<"), (("under",), "<"),
-    (("below",), "<"), (("<",), "<"), (("up", "to"), "<="), (("at", "most"), "<="), (("<", "="), "<="),
-    (("≤",), "<="), (("at", "least"), ">="), ((">", "="), ">="), (("≥",), ">="), (("=",), "="),
+    (("more", "than"), ">"),
+    (("greater", "than"), ">"),
+    (("higher", "than"), ">"),
+    (("over",), ">"),
+    (("above",), ">"),
+    (("exceeding",), ">"),
+    (("in", "excess", "of"), ">"),
+    ((">",), ">"),
+    (("less", "than"), "<"),
+    (("fewer", "than"), "<"),
+    (("lower", "than"), "<"),
+    (("under",), "<"),
+    (("below",), "<"),
+    (("<",), "<"),
+    (("up", "to"), "<="),
+    (("at", "most"), "<="),
+    (("<", "="), "<="),
+    (("≤",), "<="),
+    (("at", "least"), ">="),
+    ((">", "="), ">="),
+    (("≥",), ">="),
+    (("=",), "="),
 )
 
 _TOKEN_RE = re.compile(
     r"(?P<num>(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])\.\d+(?![\w]))"
     r"|(?P<word>[^\W_][\w]*(?:['’-][\w]+)*)"
+    r"|(?P<qopen>(?:^|(?<=[\s(\[]))[\"'](?=\S))|(?P<qclose>(?<=\S)[\"'](?=[\s.,;:)\]]|$))"
     r"|(?P<sym>[%°<>≤≥=±~×/;:,.()])"
 )
 _GLUED_UNIT_RE = re.compile(r"(?<![\w.,-])(\d+(?:[.,]\d+)*)([A-Za-zµμ]+)\b")
-_SCIENTIFIC_RE = re.compile(r"(\d+(?:\.\d+)?)\s*[×x*]\s*10\s*([-+]?\d+)")
+_E_NOTATION_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
+_POWER_OF_TEN_RE = re.compile(r"(?<![\d.×x*]\s)(?<![\d.×x*])\b10\^([-+]?\d+)")
+_SCIENTIFIC_RE = re.compile(r"(\d+(?:\.\d+)?)\s*[×x*]\s*10\^?\s*([-+]?\d+)")
 _MULTIPLIERS = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
 _MULTIPLIER_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s+(thousand|million|billion|trillion)\b", re.IGNORECASE)
 _stemmer = snowballstemmer.stemmer("english")
@@ -180,26 +685,88 @@ def _plain(value: float) -> str:
     return text or "0"
 
 
+_SAME_AS_COMPARED = frozenset({"versus", "vs", "compared", "compare", "relative"})
+"""Ways of saying "compared with" that make the same claim."""
+
 
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     word = word.lower().replace("’", "'")
     if word.endswith("'s"):
         word = word[:-2]
-    irregular = {"mice": "mouse", "children": "child", "women": "woman", "men": "man", "teeth": "tooth",
-                 "feet": "foot", "analyses": "analysis", "hypotheses": "hypothesis", "data": "data",
-                 "rose": "rise", "risen": "rise", "fell": "fall", "fallen": "fall", "grew": "grow", "grown": "grow",
-                 "lost": "lose", "shrank": "shrink", "slept": "sleep", "kept": "keep", "felt": "feel", "held": "hold",
-                 "led": "lead", "made": "make", "took": "take", "taken": "take", "gave": "give", "given": "give",
-                 "began": "begin", "begun": "begin", "brought": "bring", "chose": "choose", "chosen": "choose",
-                 "drew": "draw", "drawn": "draw", "ate": "eat", "eaten": "eat", "fed": "feed", "met": "meet",
-                 "ran": "run", "saw": "see", "seen": "see", "sought": "seek", "spent": "spend", "sold": "sell",
-                 "told": "tell", "thought": "think", "won": "win", "wrote": "write", "written": "write",
-                 "drove": "drive", "driven": "drive", "knew": "know", "known": "know", "bound": "bind",
-                 "built": "build", "caught": "catch", "became": "become", "paid": "pay", "spread": "spread",
-                 "froze": "freeze", "frozen": "freeze", "bred": "breed", "dealt": "deal", "meant": "mean",
-                 "underwent": "undergo", "undergone": "undergo", "withdrew": "withdraw", "withdrawn": "withdraw"}
+    irregular = {
+        "mice": "mouse",
+        "children": "child",
+        "women": "woman",
+        "men": "man",
+        "teeth": "tooth",
+        "feet": "foot",
+        "analyses": "analysis",
+        "hypotheses": "hypothesis",
+        "data": "data",
+        "rose": "rise",
+        "risen": "rise",
+        "fell": "fall",
+        "fallen": "fall",
+        "grew": "grow",
+        "grown": "grow",
+        "lost": "lose",
+        "shrank": "shrink",
+        "slept": "sleep",
+        "kept": "keep",
+        "felt": "feel",
+        "held": "hold",
+        "led": "lead",
+        "made": "make",
+        "took": "take",
+        "taken": "take",
+        "gave": "give",
+        "given": "give",
+        "began": "begin",
+        "begun": "begin",
+        "brought": "bring",
+        "chose": "choose",
+        "chosen": "choose",
+        "drew": "draw",
+        "drawn": "draw",
+        "ate": "eat",
+        "eaten": "eat",
+        "fed": "feed",
+        "met": "meet",
+        "ran": "run",
+        "saw": "see",
+        "seen": "see",
+        "sought": "seek",
+        "spent": "spend",
+        "sold": "sell",
+        "told": "tell",
+        "thought": "think",
+        "won": "win",
+        "wrote": "write",
+        "written": "write",
+        "drove": "drive",
+        "driven": "drive",
+        "knew": "know",
+        "known": "know",
+        "bound": "bind",
+        "built": "build",
+        "caught": "catch",
+        "became": "become",
+        "paid": "pay",
+        "spread": "spread",
+        "froze": "freeze",
+        "frozen": "freeze",
+        "bred": "breed",
+        "dealt": "deal",
+        "meant": "mean",
+        "underwent": "undergo",
+        "undergone": "undergo",
+        "withdrew": "withdraw",
+        "withdrawn": "withdraw",
+    }
     word = irregular.get(word, word)
+    if word in _SAME_AS_COMPARED:
+        return "compar"
     return str(_stemmer.stemWord(word))
 
 
@@ -207,8 +774,17 @@ def normalize(text: str) -> str:
     """Unicode-normalised text with one kind of dash, quote and micro sign."""
     text = unicodedata.normalize("NFKC", text)
     text = (
-        text.replace("−", "-").replace("–", "-").replace("—", " - ").replace("‐", "-").replace("’", "'")
-        .replace("µ", "u").replace("μ", "u").replace("\u00a0", " ")
+        text.replace("“", '"')
+        .replace("”", '"')
+        .replace("‘", "'")
+        .replace("−", "-")
+        .replace("–", "-")
+        .replace("—", " - ")
+        .replace("‐", "-")
+        .replace("’", "'")
+        .replace("µ", "u")
+        .replace("μ", "u")
+        .replace("\u00a0", " ")
     )
     text = re.sub(r"°\s*([CF])\b", lambda m: f" deg{m.group(1).lower()}", text)
     text = re.sub(r"\bdegrees?\s+(?:celsius|c)\b", " degc", text, flags=re.IGNORECASE)
@@ -216,6 +792,8 @@ def normalize(text: str) -> str:
     text = re.sub(r"\bper\s*cent\b", "percent", text, flags=re.IGNORECASE)
     text = re.sub(r"(?<=\d)\s*%", " %", text)
     text = re.sub(r"\bpercent\b", "%", text, flags=re.IGNORECASE)
+    text = _E_NOTATION_RE.sub(lambda m: _plain(float(m.group(0))), text)
+    text = _POWER_OF_TEN_RE.sub(lambda m: _plain(10.0 ** int(m.group(1))), text)
     text = text.replace("^", "")
     text = _SCIENTIFIC_RE.sub(lambda m: _plain(float(m.group(1)) * 10 ** int(m.group(2))), text)
     text = _MULTIPLIER_RE.sub(
@@ -309,12 +887,15 @@ def tokenize(text: str) -> list[Token]:
         elif kind == "word":
             if lower in _WORD_NUMBERS:
                 kind, value = "number", float(_WORD_NUMBERS[lower])
+        elif kind in ("qopen", "qclose"):
+            tokens.append(Token(surface, "«" if kind == "qopen" else "»", "", "symbol", len(tokens), None))
+            continue
         else:
             kind = "symbol"
         if kind == "word" and "-" in lower and lower not in NEGATIONS and not any(ch.isdigit() for ch in lower):
             # "minimum-wage" and "minimum wage" make the same claim
             for part in surface.split("-"):
-                if part:
+                if part and part.lower() not in STOPWORDS:
                     tokens.append(Token(part, part.lower(), stem(part.lower()), "word", len(tokens), None))
             continue
         if kind == "word" and len(lower) > 1 and lower in _UNIT_ALIASES:
@@ -350,11 +931,7 @@ def is_content(token: Token) -> bool:
         return True  # a named group or variant: "drug A", "Type B" (the article "a" is lower-case)
     lower = token.lower
     return not (
-        lower in STOPWORDS
-        or _is_negation(token)
-        or hedge_level(lower)
-        or lower in BOOSTERS
-        or lower in _WORD_NUMBERS
+        lower in STOPWORDS or _is_negation(token) or hedge_level(lower) or lower in BOOSTERS or lower in _WORD_NUMBERS
     )
 
 
@@ -364,8 +941,13 @@ def content_stems(tokens: list[Token]) -> set[str]:
     for i, t in enumerate(tokens):
         if not is_content(t):
             continue
-        if t.stem.startswith("unit:") and i > 0 and (
-            tokens[i - 1].kind == "number" or (tokens[i - 1].lower == "-" and i > 1 and tokens[i - 2].kind == "number")
+        if (
+            t.stem.startswith("unit:")
+            and i > 0
+            and (
+                tokens[i - 1].kind == "number"
+                or (tokens[i - 1].lower == "-" and i > 1 and tokens[i - 2].kind == "number")
+            )
         ):
             continue
         stems.add(t.stem)
@@ -373,13 +955,49 @@ def content_stems(tokens: list[Token]) -> set[str]:
 
 
 GENERIC_HEADS = frozenset(
-    "benchmark dataset data set corpus task test suit databas model method algorithm trial studi cohort sampl "
-    "survey experi challeng competit leaderboard".split()
+    [
+        "benchmark",
+        "dataset",
+        "data",
+        "set",
+        "corpus",
+        "task",
+        "test",
+        "suit",
+        "databas",
+        "model",
+        "method",
+        "algorithm",
+        "trial",
+        "studi",
+        "cohort",
+        "sampl",
+        "survey",
+        "experi",
+        "challeng",
+        "competit",
+        "leaderboard",
+    ]
 )
 """Words that name what kind of thing a proper name is ("the MMLU benchmark"), adding no restriction."""
 
 FRONTING = QUALIFIER_PREPOSITIONS | frozenset(
-    "relative compared across despite following unlike like throughout by from to given upon without".split()
+    [
+        "relative",
+        "compared",
+        "across",
+        "despite",
+        "following",
+        "unlike",
+        "like",
+        "throughout",
+        "by",
+        "from",
+        "to",
+        "given",
+        "upon",
+        "without",
+    ]
 )
 
 
@@ -436,18 +1054,40 @@ def _quantities(tokens: list[Token]) -> list[Quantity]:
     return found
 
 
+_AUXILIARIES = frozenset({"had", "has", "have", "was", "were", "is", "are", "did", "does", "showed", "remained"})
+
+
 def _split_clauses(tokens: list[Token]) -> list[list[Token]]:
     clauses: list[list[Token]] = [[]]
     for i, token in enumerate(tokens):
         breaks = token.lower == ";" or (
             token.lower in CLAUSE_BREAKS and i > 0 and (tokens[i - 1].lower == "," or token.lower != "yet")
         )
-        if token.lower == "and" and i > 0 and tokens[i - 1].lower == ",":
+        if (
+            token.lower == "and"
+            and i > 0
+            and (
+                tokens[i - 1].lower == ","
+                or (
+                    i + 1 < len(tokens)
+                    and (
+                        _looks_like_verb(tokens[i + 1])
+                        or tokens[i + 1].lower in _AUXILIARIES
+                        or tokens[i + 1].lower in NEGATIONS
+                    )
+                )
+            )
+        ):
             breaks = True
         if breaks and clauses[-1]:
             clauses.append([])
         clauses[-1].append(token)
     return [c for c in clauses if any(t.kind != "symbol" for t in c)]
+
+
+def _looks_like_verb(token: Token) -> bool:
+    # No tagger here: a past form ("treated", "indicated") ends the phrase that restricts it.
+    return token.kind == "word" and len(token.lower) > 4 and token.lower.endswith("ed")
 
 
 def _qualifiers(tokens: list[Token]) -> list[set[str]]:
@@ -456,13 +1096,18 @@ def _qualifiers(tokens: list[Token]) -> list[set[str]]:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token.lower in QUALIFIER_PREPOSITIONS:
+        behind = tokens[max(0, i - 4) : i]
+        if token.lower in QUALIFIER_PREPOSITIONS and not (
+            any(t.stem == "compar" or t.lower == "than" for t in behind) and any(t.kind == "number" for t in behind)
+        ):
             stems: set[str] = set()
             j = i + 1
             content_seen = 0
-            while j < len(tokens) and content_seen < 4:
+            while j < len(tokens) and content_seen < 3:
                 nxt = tokens[j]
-                if nxt.lower in {",", ";", ".", ":", "(", ")", "and", "or", "than", "compared", "versus", "vs"}:
+                if nxt.lower in {",", ";", ".", ":", "(", ")", "and", "or", "than", "that", "which", "compared"}:
+                    break
+                if nxt.stem == "compar" or (content_seen and _looks_like_verb(nxt)):
                     break
                 if nxt.lower in CLAUSE_BREAKS or (nxt.lower in QUALIFIER_PREPOSITIONS and content_seen):
                     break
@@ -483,11 +1128,31 @@ def _qualifiers(tokens: list[Token]) -> list[set[str]]:
     return phrases
 
 
+def quoted_indices(tokens: list[Token]) -> set[int]:
+    """Token indices inside a closed quotation: an example quoted in a fact ("'may cause nausea'")
+    is mentioned, not asserted, so its cue words do not hedge or negate the fact."""
+    inside: set[int] = set()
+    opened: list[int] | None = None
+    for t in tokens:
+        if t.lower == "«":
+            opened = []
+        elif t.lower == "»" and opened is not None:
+            inside.update(opened)
+            opened = None
+        elif opened is not None:
+            opened.append(t.index)
+    return inside
+
+
 def _clause(tokens: list[Token]) -> Clause:
     content = content_stems(tokens)
     qualifiers = _qualifiers(tokens)
+    quoted = quoted_indices(tokens)
+    all_tokens = tokens
+    tokens_for_cues = [t for t in tokens if t.index not in quoted]
     negated = False
-    for i, t in enumerate(tokens):
+    for i, t in enumerate(tokens_for_cues):
+        tokens = tokens_for_cues
         if _is_negation(t) and not (t.lower == "not" and i + 1 < len(tokens) and tokens[i + 1].lower == "only"):
             negated = True
     hedge = 0
@@ -498,7 +1163,7 @@ def _clause(tokens: list[Token]) -> Clause:
             continue
         hedge = max(hedge, level)
     return Clause(
-        tokens=tokens,
+        tokens=all_tokens,
         content=content,
         qualifiers=qualifiers,
         qualifier_stems=set().union(*qualifiers) if qualifiers else set(),
@@ -530,6 +1195,57 @@ def analyse(text: str) -> Claim:
         content=content_stems(tokens),
         entities={t.lower for t in tokens if _is_entity(t, first_word)},
     )
+
+
+ASSOCIATIONS = frozenset(
+    [
+        "associated",
+        "association",
+        "associations",
+        "correlated",
+        "correlation",
+        "correlations",
+        "correlates",
+        "linked",
+        "link",
+        "related",
+        "relationship",
+        "predicted",
+        "predicts",
+        "coincided",
+    ]
+)
+"""Words that report co-occurrence; restating such a fact without one turns it into a causal claim."""
+
+
+def abbreviations(claim: Claim) -> dict[str, set[str]]:
+    """Abbreviations the text defines, ``progression-free survival (PFS)``: stem of ``PFS`` -> long-form stems."""
+    found: dict[str, set[str]] = {}
+    tokens = claim.tokens
+    for i, t in enumerate(tokens):
+        if t.lower != "(" or i + 1 >= len(tokens):
+            continue
+        abbr = tokens[i + 1]
+        letters = [ch for ch in abbr.surface.rstrip("s+") if ch.isalpha()]
+        words = [w for w in tokens[max(0, i - 10) : i] if w.kind == "word" and w.lower not in STOPWORDS]
+        if abbr.kind != "word" or not 2 <= len(letters) <= 8:
+            continue
+        if sum(ch.isupper() for ch in letters) < 2:
+            # lower-case abbreviations ("ee", "dr") only when the initials spell them exactly
+            initials = "".join(w.lower[:1] for w in words[-len(letters) :])
+            if len(letters) > 3 or initials != "".join(letters).lower():
+                continue
+        capitals = sum(ch.isupper() for ch in letters)
+        best: list[Token] | None = None
+        for k in range(1, min(len(words), len(letters)) + 1):
+            span = words[-k:]
+            if span[0].lower[:1] == letters[0].lower() and (
+                best is None or abs(k - capitals) < abs(len(best) - capitals)
+            ):
+                best = span
+        if best:
+            found[abbr.stem] = {w.stem for w in best}
+    return found
 
 
 def entity_stems(claim: Claim) -> set[str]:

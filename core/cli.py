@@ -1,15 +1,15 @@
 """``python -m core``: what the pages do, from a terminal.
 
-    python -m core migrate                 bring the database schema to head
-    python -m core demo [--if-empty]       seed the demo manuscript
-    python -m core manuscripts             list manuscripts
-    python -m core ingest MANUSCRIPT_ID FILE.pdf ...
-    python -m core facts MANUSCRIPT_ID [--query Q] [--top-k K]
-    python -m core paragraph add MANUSCRIPT_ID "brief"
-    python -m core draft PARAGRAPH_ID
-    python -m core show PARAGRAPH_ID
-    python -m core verify FILE.jsonl [-o OUT.jsonl]
-    python -m core prompts lock
+python -m core migrate                 bring the database schema to head
+python -m core demo [--if-empty]       seed the demo manuscript
+python -m core manuscripts             list manuscripts
+python -m core ingest MANUSCRIPT_ID FILE.pdf ...
+python -m core facts MANUSCRIPT_ID [--query Q] [--top-k K]
+python -m core paragraph add MANUSCRIPT_ID "brief"
+python -m core draft PARAGRAPH_ID
+python -m core show PARAGRAPH_ID
+python -m core verify FILE.jsonl [-o OUT.jsonl]
+python -m core prompts lock
 """
 
 from __future__ import annotations
@@ -73,11 +73,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         try:
             with db.session_scope() as session:
                 result = add_source(
-                    session, identity=identity, manuscript_id=args.manuscript_id, filename=Path(path).name,
-                    data=Path(path).read_bytes(), trace_id=new_trace_id(),
+                    session,
+                    identity=identity,
+                    manuscript_id=args.manuscript_id,
+                    filename=Path(path).name,
+                    data=Path(path).read_bytes(),
+                    trace_id=new_trace_id(),
                 )
-                print(f"{path}: document {result.document.id}, {result.document.page_count} pages, "
-                      f"{result.facts_added} facts ({result.facts_rejected} rejected)")
+                print(
+                    f"{path}: document {result.document.id}, {result.document.page_count} pages, "
+                    f"{result.facts_added} facts ({result.facts_rejected} rejected)"
+                )
         except WorkbenchError as error:
             failures += 1
             print(f"{path}: {error}", file=sys.stderr)
@@ -91,8 +97,13 @@ def cmd_facts(args: argparse.Namespace) -> int:
     identity = _identity()
     with db.session_scope() as session:
         if args.query:
-            for hit in search_corpus(session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript_id,
-                                     query=args.query, top_k=args.top_k):
+            for hit in search_corpus(
+                session,
+                tenant_id=identity.tenant_id,
+                manuscript_id=args.manuscript_id,
+                query=args.query,
+                top_k=args.top_k,
+            ):
                 print(f"{hit.ref}\t{hit.score:.3f}\tp.{hit.page}\t{hit.text}")
         else:
             for fact in list_facts(session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript_id):
@@ -105,8 +116,9 @@ def cmd_paragraph_add(args: argparse.Namespace) -> int:
 
     identity = _identity()
     with db.session_scope() as session:
-        paragraph = add_paragraph(session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript_id,
-                                  brief=args.brief)
+        paragraph = add_paragraph(
+            session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript_id, brief=args.brief
+        )
         print(paragraph.id)
     return 0
 
@@ -116,8 +128,9 @@ def cmd_draft(args: argparse.Namespace) -> int:
 
     identity = _identity()
     with db.session_scope() as session:
-        version = draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id,
-                                  paragraph_id=args.paragraph_id)
+        version = draft_paragraph(
+            session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=args.paragraph_id
+        )
         _print_version(version)
     return 0
 
@@ -152,7 +165,7 @@ def _read_jsonl(stream: TextIO) -> Iterator[tuple[int, dict[str, Any] | None, st
             yield number, None, f"line {number} is not JSON: {error.msg}"
             continue
         if not isinstance(item, dict) or not isinstance(item.get("sentence"), str):
-            yield number, None, f"line {number} needs a \"sentence\" string"
+            yield number, None, f'line {number} needs a "sentence" string'
             continue
         yield number, item, None
 

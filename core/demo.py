@@ -34,7 +34,11 @@ def seed_demo(
     for number, (filename, data) in enumerate(papers, start=1):
         progress((number - 1) / (len(papers) + 1), f"Reading {filename}")
         add_source(
-            session, identity=identity, manuscript_id=manuscript.id, filename=filename, data=data,
+            session,
+            identity=identity,
+            manuscript_id=manuscript.id,
+            filename=filename,
+            data=data,
             trace_id=new_trace_id(),
         )
     paragraphs = [
@@ -43,8 +47,6 @@ def seed_demo(
     ]
     if draft:
         progress(len(papers) / (len(papers) + 1), "Drafting the first paragraph")
-        draft_paragraph(
-            session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraphs[0].id
-        )
+        draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraphs[0].id)
     progress(1.0, "Demo ready")
     return manuscript

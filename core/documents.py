@@ -46,11 +46,11 @@ def clean_filename(filename: str) -> str:
 
 
 def _title(pages: list[str]) -> str | None:
+    """The first line of the first page with text (normalised pages have no blank lines)."""
     for page in pages:
-        for line in page.split("\n", 3):
-            line = line.strip()
-            if line:
-                return line if len(line) <= TITLE_MAX_CHARS else line[: TITLE_MAX_CHARS - 3].rstrip() + "..."
+        if page:
+            line = page.split("\n", 1)[0]
+            return line if len(line) <= TITLE_MAX_CHARS else line[: TITLE_MAX_CHARS - 3].rstrip() + "..."
     return None
 
 

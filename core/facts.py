@@ -72,7 +72,11 @@ def extract_facts(
             LibrarianInput(chunk_text=chunk.text, page=chunk.page, document_title=document.title or ""),
             LibrarianOutput,
             ctx=ctx,
-            render={"chunk_text": chunk.text, "page": chunk.page, "document_title": document.title or document.filename},
+            render={
+                "chunk_text": chunk.text,
+                "page": chunk.page,
+                "document_title": document.title or document.filename,
+            },
         )
         for fact in answer.facts:
             located = locate_quote(chunk.text, fact.quote)
@@ -84,16 +88,25 @@ def extract_facts(
                 )
                 session.add(
                     FactRejection(
-                        tenant_id=tenant_id, chunk_id=chunk.id, text=fact.text, quote=fact.quote,
-                        reason="quote is not a verbatim span of the chunk", trace_id=trace_id,
+                        tenant_id=tenant_id,
+                        chunk_id=chunk.id,
+                        text=fact.text,
+                        quote=fact.quote,
+                        reason="quote is not a verbatim span of the chunk",
+                        trace_id=trace_id,
                     )
                 )
                 continue
             start, quote = located
             session.add(
                 Fact(
-                    tenant_id=tenant_id, manuscript_id=document.manuscript_id, document_id=document.id,
-                    chunk_id=chunk.id, text=fact.text, quote=quote, quote_start=start,
+                    tenant_id=tenant_id,
+                    manuscript_id=document.manuscript_id,
+                    document_id=document.id,
+                    chunk_id=chunk.id,
+                    text=fact.text,
+                    quote=quote,
+                    quote_start=start,
                     # The page is read off where the quote actually stands, not taken on the model's word.
                     page=page_at(chunk.page_offsets, start) if chunk.page_offsets else chunk.page,
                     kind=fact.kind,

@@ -118,43 +118,93 @@ def run_agent(
 
     started = time.perf_counter()
     request = ProviderRequest(
-        agent=agent, model=model, prompt=rendered, payload=payload, output_type=output_type,
-        temperature=prompt.temperature, max_tokens=prompt.max_tokens, tools=tools or {},
+        agent=agent,
+        model=model,
+        prompt=rendered,
+        payload=payload,
+        output_type=output_type,
+        temperature=prompt.temperature,
+        max_tokens=prompt.max_tokens,
+        tools=tools or {},
     )
     try:
         result = provider.complete(request)
     except WorkbenchError as error:
         latency = (time.perf_counter() - started) * 1000
-        _record(ctx, agent, provider.name, model, prompt.version, digest, estimate, 0, True, latency,
-                type(error).__name__)
+        _record(
+            ctx, agent, provider.name, model, prompt.version, digest, estimate, 0, True, latency, type(error).__name__
+        )
         raise
     latency = (time.perf_counter() - started) * 1000
     try:
         output = output_type.model_validate(result.output)
     except ValidationError as error:
-        _record(ctx, agent, provider.name, model, prompt.version, digest, result.input_tokens,
-                result.output_tokens, result.tokens_estimated, latency, "ContractError")
+        _record(
+            ctx,
+            agent,
+            provider.name,
+            model,
+            prompt.version,
+            digest,
+            result.input_tokens,
+            result.output_tokens,
+            result.tokens_estimated,
+            latency,
+            "ContractError",
+        )
         raise ContractError(
             f"The {agent} answer broke its JSON contract ({error.error_count()} problems, first: "
             f"{error.errors()[0]['msg']}). Nothing was saved; try again or switch the provider."
         ) from error
     ctx.tool_calls.extend(result.tool_calls)
-    _record(ctx, agent, provider.name, model, prompt.version, digest, result.input_tokens, result.output_tokens,
-            result.tokens_estimated, latency, None)
+    _record(
+        ctx,
+        agent,
+        provider.name,
+        model,
+        prompt.version,
+        digest,
+        result.input_tokens,
+        result.output_tokens,
+        result.tokens_estimated,
+        latency,
+        None,
+    )
     return output
 
 
 def _record(
-    ctx: CallContext, agent: str, provider: str, model: str, version: str, digest: str, input_tokens: int,
-    output_tokens: int, estimated: bool, latency_ms: float, error_class: str | None,
+    ctx: CallContext,
+    agent: str,
+    provider: str,
+    model: str,
+    version: str,
+    digest: str,
+    input_tokens: int,
+    output_tokens: int,
+    estimated: bool,
+    latency_ms: float,
+    error_class: str | None,
 ) -> None:
     ctx.session.add(
         LlmUsageEvent(
-            tenant_id=ctx.tenant_id, trace_id=ctx.trace_id, job_id=ctx.job_id, paragraph_id=ctx.paragraph_id,
-            agent=agent, provider=provider, model=model, prompt_version=version, input_hash=digest,
-            input_tokens=input_tokens, output_tokens=output_tokens, tokens_estimated=estimated,
-            cost_usd=0, latency_ms=latency_ms, error_class=error_class,
-            routing_tier="default", routing_reason=f"WORKBENCH_PROVIDER={provider}",
+            tenant_id=ctx.tenant_id,
+            trace_id=ctx.trace_id,
+            job_id=ctx.job_id,
+            paragraph_id=ctx.paragraph_id,
+            agent=agent,
+            provider=provider,
+            model=model,
+            prompt_version=version,
+            input_hash=digest,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            tokens_estimated=estimated,
+            cost_usd=0,
+            latency_ms=latency_ms,
+            error_class=error_class,
+            routing_tier="default",
+            routing_reason=f"WORKBENCH_PROVIDER={provider}",
         )
     )
     if error_class:

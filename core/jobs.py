@@ -44,8 +44,11 @@ def _transition(engine: Engine, job_id: str, to_state: str, reason: str, **field
         job = session.get(Job, job_id)
         if job is None:
             raise WorkbenchError(f"Job {job_id} vanished while running.")
-        session.add(JobTransition(tenant_id=job.tenant_id, job_id=job_id, from_state=job.state, to_state=to_state,
-                                  reason=reason))
+        session.add(
+            JobTransition(
+                tenant_id=job.tenant_id, job_id=job_id, from_state=job.state, to_state=to_state, reason=reason
+            )
+        )
         job.state = to_state
         for key, value in fields.items():
             setattr(job, key, value)
@@ -66,11 +69,28 @@ def run_inline(
     returned as a FAILED outcome with their message; anything else is recorded and re-raised."""
     job_id = str(uuid.uuid4())
     with session_scope(engine) as session:
-        session.add(Job(id=job_id, tenant_id=tenant_id, kind=kind, queue=QUEUE_FOR_KIND.get(kind, "generation"),
-                        state=QUEUED, payload=payload, trace_id=trace_id, created_by=user_id))
+        session.add(
+            Job(
+                id=job_id,
+                tenant_id=tenant_id,
+                kind=kind,
+                queue=QUEUE_FOR_KIND.get(kind, "generation"),
+                state=QUEUED,
+                payload=payload,
+                trace_id=trace_id,
+                created_by=user_id,
+            )
+        )
         session.flush()
-        session.add(JobTransition(tenant_id=tenant_id, job_id=job_id, from_state=None, to_state=QUEUED,
-                                  reason="submitted from the workbench"))
+        session.add(
+            JobTransition(
+                tenant_id=tenant_id,
+                job_id=job_id,
+                from_state=None,
+                to_state=QUEUED,
+                reason="submitted from the workbench",
+            )
+        )
     _transition(engine, job_id, RUNNING, "started in-process", started_at=utcnow())
     try:
         with session_scope(engine) as session:

@@ -47,7 +47,7 @@ class SentenceRow:
     created_at: datetime
 
 
-def _latest_versions(tenant_id: int, manuscript_id: int | None) -> Select[tuple[int]]:
+def _latest_versions(tenant_id: int, manuscript_id: int | None) -> Select[Any]:
     newest = (
         select(func.max(ParagraphVersion.id))
         .join(Paragraph, Paragraph.id == ParagraphVersion.paragraph_id)
@@ -59,9 +59,7 @@ def _latest_versions(tenant_id: int, manuscript_id: int | None) -> Select[tuple[
     return newest
 
 
-def verification_summary(
-    session: Session, *, tenant_id: int, manuscript_id: int | None = None
-) -> VerificationSummary:
+def verification_summary(session: Session, *, tenant_id: int, manuscript_id: int | None = None) -> VerificationSummary:
     latest = _latest_versions(tenant_id, manuscript_id).scalar_subquery()
     sentences, supported = session.execute(
         select(
@@ -86,8 +84,11 @@ def verification_summary(
         .order_by(func.count(SentenceCheck.id).desc())
     ).all()
     return VerificationSummary(
-        sentences=int(sentences), supported=int(supported), paragraphs=int(paragraphs),
-        verified_paragraphs=int(verified), failure_modes={str(m): int(n) for m, n in modes},
+        sentences=int(sentences),
+        supported=int(supported),
+        paragraphs=int(paragraphs),
+        verified_paragraphs=int(verified),
+        failure_modes={str(m): int(n) for m, n in modes},
     )
 
 
@@ -120,9 +121,17 @@ def recent_sentence_checks(
         query = query.where(Paragraph.manuscript_id == manuscript_id)
     return [
         SentenceRow(
-            paragraph_id=p.id, manuscript_id=p.manuscript_id, version_number=v.number, ordinal=s.ordinal,
-            text=s.text, cites=list(s.cites), verdict=s.verdict, failure_mode=s.failure_mode, reason=s.reason,
-            rewrite_rounds=s.rewrite_rounds, created_at=v.created_at,
+            paragraph_id=p.id,
+            manuscript_id=p.manuscript_id,
+            version_number=v.number,
+            ordinal=s.ordinal,
+            text=s.text,
+            cites=list(s.cites),
+            verdict=s.verdict,
+            failure_mode=s.failure_mode,
+            reason=s.reason,
+            rewrite_rounds=s.rewrite_rounds,
+            created_at=v.created_at,
         )
         for s, v, p in session.execute(query).all()
     ]

@@ -65,8 +65,12 @@ def draft_paragraph(
     if not has_facts:
         raise NoFactsError("This manuscript has no facts yet: upload a PDF and let the Librarian read it first.")
     ctx = gateway.CallContext(
-        session=session, tenant_id=tenant_id, trace_id=trace_id or new_trace_id(), paragraph_id=paragraph_id,
-        job_id=job_id, budget=gateway.TokenBudget(settings.budget_paragraph_tokens),
+        session=session,
+        tenant_id=tenant_id,
+        trace_id=trace_id or new_trace_id(),
+        paragraph_id=paragraph_id,
+        job_id=job_id,
+        budget=gateway.TokenBudget(settings.budget_paragraph_tokens),
     )
 
     def search_tool(query: str, top_k: int = 8) -> list[dict[str, object]]:
@@ -112,7 +116,10 @@ def save_edited_version(
     if not kept:
         raise WorkbenchError("The edited paragraph has no sentences; write at least one.")
     ctx = gateway.CallContext(
-        session=session, tenant_id=tenant_id, trace_id=trace_id or new_trace_id(), paragraph_id=paragraph_id,
+        session=session,
+        tenant_id=tenant_id,
+        trace_id=trace_id or new_trace_id(),
+        paragraph_id=paragraph_id,
     )
     checked = [
         _Sentence(text, cites, _verify_one(session, ctx, paragraph.manuscript_id, text, cites)) for text, cites in kept
@@ -145,7 +152,9 @@ def reverify(
 # -- steps ----------------------------------------------------------------------------------------
 
 
-def _verify_one(session: Session, ctx: gateway.CallContext, manuscript_id: int, text: str, cites: list[str]) -> VerifierOutput:
+def _verify_one(
+    session: Session, ctx: gateway.CallContext, manuscript_id: int, text: str, cites: list[str]
+) -> VerifierOutput:
     known = get_facts_by_ref(session, tenant_id=ctx.tenant_id, manuscript_id=manuscript_id, refs=cites)
     facts = [FactText(ref, fact.text) for ref, fact in known.items()]
     request = verifier.build_input(text, cites, facts)
@@ -154,9 +163,15 @@ def _verify_one(session: Session, ctx: gateway.CallContext, manuscript_id: int, 
         model = VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No known fact is cited.")
     else:
         model = gateway.run_agent(
-            "verifier", request, VerifierOutput, ctx=ctx,
-            render={"sentence": text, "cited": ", ".join(cites),
-                    "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts)},
+            "verifier",
+            request,
+            VerifierOutput,
+            ctx=ctx,
+            render={
+                "sentence": text,
+                "cited": ", ".join(cites),
+                "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts),
+            },
         )
     return verifier.guarded(model, text, cites, facts)
 
@@ -173,8 +188,13 @@ def _verify_all(
 
 
 def _repair(
-    session: Session, ctx: gateway.CallContext, manuscript_id: int, sentences: list[_Sentence],
-    retrieved: list[str], rounds: int, progress: ProgressFn,
+    session: Session,
+    ctx: gateway.CallContext,
+    manuscript_id: int,
+    sentences: list[_Sentence],
+    retrieved: list[str],
+    rounds: int,
+    progress: ProgressFn,
 ) -> list[_Sentence]:
     for sentence in sentences:
         while sentence.verdict.verdict != "supported" and sentence.rounds < rounds:
@@ -186,13 +206,21 @@ def _repair(
             candidates = [CitedFact(id=ref, text=fact.text) for ref, fact in known.items()]
             repaired = gateway.run_agent(
                 "rewriter",
-                RewriterInput(sentence=sentence.text, cites=sentence.cites, facts=candidates,
-                              failure_mode=sentence.verdict.failure_mode, reason=sentence.verdict.reason),
+                RewriterInput(
+                    sentence=sentence.text,
+                    cites=sentence.cites,
+                    facts=candidates,
+                    failure_mode=sentence.verdict.failure_mode,
+                    reason=sentence.verdict.reason,
+                ),
                 RewriterOutput,
                 ctx=ctx,
-                render={"sentence": sentence.text, "failure_mode": sentence.verdict.failure_mode or "",
-                        "reason": sentence.verdict.reason,
-                        "facts": "\n".join(f"{c.id}: {c.text}" for c in candidates)},
+                render={
+                    "sentence": sentence.text,
+                    "failure_mode": sentence.verdict.failure_mode or "",
+                    "reason": sentence.verdict.reason,
+                    "facts": "\n".join(f"{c.id}: {c.text}" for c in candidates),
+                },
             )
             sentence.original = sentence.original or sentence.text
             sentence.text, sentence.cites = repaired.text, list(repaired.cites)
@@ -202,8 +230,13 @@ def _repair(
 
 
 def _save_version(
-    session: Session, ctx: gateway.CallContext, paragraph_id: int, user_id: int | None,
-    sentences: list[_Sentence], *, origin: str,
+    session: Session,
+    ctx: gateway.CallContext,
+    paragraph_id: int,
+    user_id: int | None,
+    sentences: list[_Sentence],
+    *,
+    origin: str,
 ) -> ParagraphVersion:
     number = (
         session.scalar(
@@ -215,19 +248,33 @@ def _save_version(
     ) + 1
     verified = bool(sentences) and all(s.verdict.verdict == "supported" for s in sentences)
     version = ParagraphVersion(
-        tenant_id=ctx.tenant_id, paragraph_id=paragraph_id, number=number,
-        text=" ".join(s.text for s in sentences), status="verified" if verified else "needs_review",
-        origin=origin, trace_id=ctx.trace_id, prompt_versions=dict(ctx.prompt_versions),
-        provider=get_settings().provider, created_by=user_id,
+        tenant_id=ctx.tenant_id,
+        paragraph_id=paragraph_id,
+        number=number,
+        text=" ".join(s.text for s in sentences),
+        status="verified" if verified else "needs_review",
+        origin=origin,
+        trace_id=ctx.trace_id,
+        prompt_versions=dict(ctx.prompt_versions),
+        provider=get_settings().provider,
+        created_by=user_id,
     )
     session.add(version)
     session.flush()
     for ordinal, s in enumerate(sentences, start=1):
         session.add(
             SentenceCheck(
-                tenant_id=ctx.tenant_id, version_id=version.id, ordinal=ordinal, text=s.text, cites=s.cites,
-                verdict=s.verdict.verdict, failure_mode=s.verdict.failure_mode, reason=s.verdict.reason,
-                rewrite_rounds=s.rounds, needs_review=s.verdict.verdict != "supported", original_text=s.original,
+                tenant_id=ctx.tenant_id,
+                version_id=version.id,
+                ordinal=ordinal,
+                text=s.text,
+                cites=s.cites,
+                verdict=s.verdict.verdict,
+                failure_mode=s.verdict.failure_mode,
+                reason=s.verdict.reason,
+                rewrite_rounds=s.rounds,
+                needs_review=s.verdict.verdict != "supported",
+                original_text=s.original,
             )
         )
     session.flush()

@@ -34,8 +34,13 @@ class ScoredFact:
     score: float
 
     def as_tool_result(self) -> dict[str, object]:
-        return {"id": self.ref, "text": self.text, "score": round(self.score, 4), "source": self.document,
-                "page": self.page}
+        return {
+            "id": self.ref,
+            "text": self.text,
+            "score": round(self.score, 4),
+            "source": self.document,
+            "page": self.page,
+        }
 
 
 def index_terms(text: str) -> list[str]:
@@ -93,8 +98,14 @@ def search_corpus(
     }
     return [
         ScoredFact(
-            id=fid, ref=facts[fid][0].ref, text=facts[fid][0].text, quote=facts[fid][0].quote, page=facts[fid][0].page,
-            document_id=facts[fid][0].document_id, document=facts[fid][1], score=score,
+            id=fid,
+            ref=facts[fid][0].ref,
+            text=facts[fid][0].text,
+            quote=facts[fid][0].quote,
+            page=facts[fid][0].page,
+            document_id=facts[fid][0].document_id,
+            document=facts[fid][1],
+            score=score,
         )
         for fid, score in ranked
         if fid in facts

@@ -10,10 +10,50 @@ import re
 from dataclasses import dataclass
 
 _ABBREVIATIONS = frozenset(
-    """
-    al e.g i.e cf fig figs eq eqs ref refs vs etc approx ca no nos vol p pp dr prof st sec tab resp
-    min max mr mrs ms jr sr inc ltd co corp dept univ est var sp spp
-    """.split()
+    [
+        "al",
+        "e.g",
+        "i.e",
+        "cf",
+        "fig",
+        "figs",
+        "eq",
+        "eqs",
+        "ref",
+        "refs",
+        "vs",
+        "etc",
+        "approx",
+        "ca",
+        "no",
+        "nos",
+        "vol",
+        "p",
+        "pp",
+        "dr",
+        "prof",
+        "st",
+        "sec",
+        "tab",
+        "resp",
+        "min",
+        "max",
+        "mr",
+        "mrs",
+        "ms",
+        "jr",
+        "sr",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "univ",
+        "est",
+        "var",
+        "sp",
+        "spp",
+    ]
 )
 _BOUNDARY = re.compile(r"[.!?](?:[\"')\]]*)\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n")
 

@@ -42,12 +42,20 @@ def add_source(
     blob_existed = blob_path(sha256(data).hexdigest()).exists()
     try:
         document = ingest_pdf(
-            session, tenant_id=identity.tenant_id, manuscript_id=manuscript_id, filename=filename, data=data,
+            session,
+            tenant_id=identity.tenant_id,
+            manuscript_id=manuscript_id,
+            filename=filename,
+            data=data,
             progress=scaled(progress, 0.0, 0.5),
         )
         extraction = extract_facts(
-            session, tenant_id=identity.tenant_id, document_id=document.id, trace_id=trace_id,
-            progress=scaled(progress, 0.5, 1.0), job_id=job_id,
+            session,
+            tenant_id=identity.tenant_id,
+            document_id=document.id,
+            trace_id=trace_id,
+            progress=scaled(progress, 0.5, 1.0),
+            job_id=job_id,
         )
     except BaseException:
         if not blob_existed:

@@ -40,11 +40,11 @@ def _spec(name: str, ranks: dict[bytes, int]) -> dict[str, Any]:
     # insist on fetching ranks by URL; hand them the ranks we already have instead.
     with _spec_lock:
         original = openai_public.load_tiktoken_bpe
-        openai_public.load_tiktoken_bpe = lambda *_a, **_k: ranks  # type: ignore[assignment]
+        openai_public.load_tiktoken_bpe = lambda *_a, **_k: ranks
         try:
             spec: dict[str, Any] = getattr(openai_public, name)()
         finally:
-            openai_public.load_tiktoken_bpe = original  # type: ignore[assignment]
+            openai_public.load_tiktoken_bpe = original
     return spec
 
 

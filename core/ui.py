@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ from core.db import get_engine, migrate, session_scope
 from core.documents import get_chunk
 from core.errors import WorkbenchError
 from core.facts import get_facts_by_ref
+from core.jobs import SUCCEEDED, run_inline
 from core.models import Fact, Paragraph, ParagraphVersion, SentenceCheck
-from core.pipeline import draft_paragraph, reverify, save_edited_version
+from core.pipeline import draft_paragraph, new_trace_id, reverify, save_edited_version
 from core.progress import ProgressFn
 from core.settings import get_settings
 from core.sources import add_source
@@ -103,21 +104,6 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
 
 
-def records(rows: Iterable[Any]) -> list[dict[str, Any]]:
-    """Rows from core (dataclasses, mappings, SQLAlchemy rows) as plain dicts for a table."""
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        if is_dataclass(row) and not isinstance(row, type):
-            out.append(asdict(row))
-        elif isinstance(row, Mapping):
-            out.append(dict(row))
-        elif hasattr(row, "_asdict"):
-            out.append(row._asdict())
-        else:
-            out.append(dict(vars(row)))
-    return out
-
-
 def not_built(issue: int, what: str) -> None:
     """Say plainly what a page does not do yet and which issue brings it."""
     st.info(f"**Not built yet, comes with issue {issue}:** {what}.", icon=":material/construction:")
@@ -136,17 +122,43 @@ class UploadOutcome:
 def ingest_upload(
     engine: Engine, *, identity: Identity, manuscript_id: int, filename: str, data: bytes, progress: ProgressFn
 ) -> UploadOutcome:
-    """Ingest one PDF in its own transaction; a bad file becomes a message, never an exception."""
-    try:
-        with session_scope(engine) as s:
-            result = add_source(
-                s, identity=identity, manuscript_id=manuscript_id, filename=filename, data=data, progress=progress
-            )
-            message = f"{result.document.page_count} pages, {result.facts_added} facts extracted"
-            if result.facts_rejected:
-                message += f" ({result.facts_rejected} rejected: quote not found verbatim in the PDF)"
-    except WorkbenchError as exc:
-        return UploadOutcome(filename, False, str(exc))
+    """Ingest one PDF as an ``ingest`` job of its own; a bad file becomes a message, never an exception."""
+    trace_id = new_trace_id()
+
+    def work(s: Session, report: ProgressFn, job_id: str) -> dict[str, Any]:
+        result = add_source(
+            s,
+            identity=identity,
+            manuscript_id=manuscript_id,
+            filename=filename,
+            data=data,
+            trace_id=trace_id,
+            progress=report,
+            job_id=job_id,
+        )
+        return {
+            "document_id": result.document.id,
+            "pages": result.document.page_count,
+            "facts_added": result.facts_added,
+            "facts_rejected": result.facts_rejected,
+        }
+
+    outcome = run_inline(
+        engine,
+        tenant_id=identity.tenant_id,
+        user_id=identity.user_id,
+        kind="ingest",
+        payload={"manuscript_id": manuscript_id, "filename": filename},
+        trace_id=trace_id,
+        work=work,
+        progress=progress,
+    )
+    if outcome.state != SUCCEEDED or outcome.result is None:
+        return UploadOutcome(filename, False, outcome.error or "The file could not be ingested.")
+    result = outcome.result
+    message = f"{result['pages']} pages, {result['facts_added']} facts extracted"
+    if result["facts_rejected"]:
+        message += f" ({result['facts_rejected']} rejected: quote not found verbatim in the PDF)"
     return UploadOutcome(filename, True, message)
 
 
@@ -227,12 +239,21 @@ def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents
                 disabled=shown is None or not shown.verified or accepted,
                 help="Only a verified version (every sentence supported) can be accepted.",
             )
+            with st.popover("Brief", icon=":material/edit:", key=_key("briefpop", pid)):
+                _brief_form(ident, paragraph)
         if draft:
             _run(
                 pid,
+                "draft",
                 "Drafting the paragraph…",
-                lambda w, p: draft_paragraph(
-                    w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, progress=p
+                lambda w, p, trace, job: draft_paragraph(
+                    w,
+                    tenant_id=ident.tenant_id,
+                    user_id=ident.user_id,
+                    paragraph_id=pid,
+                    trace_id=trace,
+                    progress=p,
+                    job_id=job,
                 ),
             )
         if shown is None:
@@ -241,8 +262,9 @@ def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents
         if again:
             _run(
                 pid,
+                "reverify",
                 "Verifying again…",
-                lambda w, _p: reverify(
+                lambda w, _p, _trace, _job: reverify(
                     w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, version_id=shown.id
                 ),
             )
@@ -269,13 +291,33 @@ def act(action: Callable[[Session], object]) -> bool:
     return True  # pragma: no cover (st.rerun does not return)
 
 
-def _run(pid: int, label: str, work: Callable[[Session, ProgressFn], object]) -> None:
+Step = Callable[[Session, ProgressFn, str, str], ParagraphVersion]
+"""A paragraph job's body: (session, progress, trace_id, job_id) -> the new version."""
+
+
+def _run(pid: int, kind: str, label: str, step: Step) -> None:
+    """Run a paragraph step as a job with a live progress bar; rerun to show the new version."""
+    ident = identity()
+    trace_id = new_trace_id()
     with st.status(label, expanded=True) as status:
         bar = st.progress(0.0, text="Starting")
+        outcome = run_inline(
+            engine(),
+            tenant_id=ident.tenant_id,
+            user_id=ident.user_id,
+            kind=kind,
+            payload={"paragraph_id": pid},
+            trace_id=trace_id,
+            progress=_bar_progress(bar),
+            work=lambda s, report, job_id: {"version_id": step(s, report, trace_id, job_id).id},
+        )
+        if outcome.state != SUCCEEDED:
+            status.update(label=f"{label.rstrip('…')}: stopped", state="error")
+    if outcome.state == SUCCEEDED:
         st.session_state.pop(_key("view", pid), None)
         st.session_state.pop(_key("editing", pid), None)
-        if not act(lambda w: work(w, _bar_progress(bar))):
-            status.update(label="Stopped", state="error")
+        st.rerun()
+    st.error(outcome.error or "The job failed.")
 
 
 def _version_view(
@@ -333,7 +375,8 @@ def _fact_card(s: Session, ident: Identity, ref: str, fact: Fact | None, documen
         return
     source = documents.get(fact.document_id, f"document {fact.document_id}")
     st.caption(f"{ref} · {md_escape(fact.kind)} · {md_escape(source)}, page {fact.page}")
-    st.text(fact.text)
+    if " ".join(fact.text.split()) != " ".join(fact.quote.split()):
+        st.text(fact.text)
     st.markdown("**Verbatim quote**")
     with st.container(border=True):
         st.text(f"“{fact.quote}”")
@@ -358,10 +401,10 @@ def _edit_form(ident: Identity, pid: int, version: ParagraphVersion) -> None:
             left, right = st.columns([4, 1])
             label = f"Sentence {index}" if sentence else "New sentence (optional)"
             text = left.text_area(
-                label, value=sentence.text if sentence else "", key=_key("etext", pid, index), height=80
+                label, value=sentence.text if sentence else "", key=_key("etext", pid, version.id, index), height=80
             )
             cites = right.text_input(
-                "Cites", value=", ".join(sentence.cites) if sentence else "", key=_key("ecites", pid, index)
+                "Cites", value=", ".join(sentence.cites) if sentence else "", key=_key("ecites", pid, version.id, index)
             )
             rows.append((text.strip(), re.findall(r"F\d+", cites.upper())))
         with st.container(horizontal=True):
@@ -372,14 +415,27 @@ def _edit_form(ident: Identity, pid: int, version: ParagraphVersion) -> None:
         st.rerun()
     if save:
         sentences = [(text, cites) for text, cites in rows if text]
-        st.session_state.pop(_key("editing", pid), None)
-        with st.spinner("Verifying the edited sentences…"):
-            act(
-                lambda w: save_edited_version(
-                    w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, sentences=sentences
-                )
-            )
-        st.session_state[_key("editing", pid)] = version.id
+        _run(
+            pid,
+            "edit",
+            "Verifying the edited sentences…",
+            lambda w, _p, trace, _job: save_edited_version(
+                w,
+                tenant_id=ident.tenant_id,
+                user_id=ident.user_id,
+                paragraph_id=pid,
+                sentences=sentences,
+                trace_id=trace,
+            ),
+        )
+
+
+def _brief_form(ident: Identity, paragraph: Paragraph) -> None:
+    with st.form(key=_key("brief_form", paragraph.id), border=False):
+        brief = st.text_area("Brief", value=paragraph.brief, key=_key("brief", paragraph.id))
+        st.caption("A new brief applies to the next draft; existing versions keep the text they were checked with.")
+        if st.form_submit_button("Save brief"):
+            act(lambda w: ms.update_brief(w, tenant_id=ident.tenant_id, paragraph_id=paragraph.id, brief=brief))
 
 
 def _history(pid: int, versions: list[ParagraphVersion], shown: ParagraphVersion, accepted_id: int | None) -> None:

@@ -1,21 +1,19 @@
 """Read-only, tenant-filtered queries the operations pages show until their own issues land.
 
 Each aggregates in the database and takes the tenant. When core grows the real module
-(``core.metrics`` for costs and traces in issue 5, ``core.jobs`` in issue 4, the prompt
-registry in issue 7), the page switches to it and the function here goes.
+(``core.metrics`` for costs and traces in issue 5, ``core.jobs`` for queues in issue 4, prompt
+deployments in issue 7), the page switches to it and the function here goes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Job, LlmUsageEvent, ParagraphVersion
-from core.settings import PROJECT_ROOT
 
 
 @dataclass(frozen=True)
@@ -98,26 +96,6 @@ def recent_traces(session: Session, *, tenant_id: int, limit: int = 50) -> list[
     return [TraceSummary(t, int(n), int(tok), int(err), a, b) for t, n, tok, err, a, b in rows]
 
 
-@dataclass(frozen=True)
-class JobRow:
-    id: str
-    kind: str
-    queue: str
-    state: str
-    stage: str | None
-    progress: float
-    created_at: datetime
-    finished_at: datetime | None
-    error: str | None
-
-
-def recent_jobs(session: Session, *, tenant_id: int, limit: int = 50) -> list[JobRow]:
-    rows = session.scalars(select(Job).where(Job.tenant_id == tenant_id).order_by(Job.created_at.desc()).limit(limit))
-    return [
-        JobRow(j.id, j.kind, j.queue, j.state, j.stage, j.progress, j.created_at, j.finished_at, j.error) for j in rows
-    ]
-
-
 def job_state_counts(session: Session, *, tenant_id: int) -> dict[str, int]:
     rows = session.execute(select(Job.state, func.count()).where(Job.tenant_id == tenant_id).group_by(Job.state))
     return {state: int(n) for state, n in rows}
@@ -137,22 +115,3 @@ def prompt_versions_in_use(session: Session, *, tenant_id: int, limit: int = 500
             per_agent = counts.setdefault(str(agent), {})
             per_agent[str(version)] = per_agent.get(str(version), 0) + 1
     return counts
-
-
-@dataclass(frozen=True)
-class PromptFile:
-    agent: str
-    name: str
-    size_bytes: int
-
-
-def prompt_files(root: Path | None = None) -> list[PromptFile]:
-    """The prompt files on disk under ``prompts/<agent>/`` (the registry comes with issue 7)."""
-    root = root or PROJECT_ROOT / "prompts"
-    if not root.is_dir():
-        return []
-    return [
-        PromptFile(path.parent.name, path.name, path.stat().st_size)
-        for path in sorted(root.glob("*/*"))
-        if path.is_file() and not path.name.startswith(".")
-    ]

@@ -36,9 +36,15 @@ def verify_item(item: dict[str, Any], *, ctx: gateway.CallContext) -> dict[str, 
     request = verifier.build_input(sentence, cited, facts)
     if request.facts:
         model = gateway.run_agent(
-            "verifier", request, VerifierOutput, ctx=ctx,
-            render={"sentence": sentence, "cited": ", ".join(cited),
-                    "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts)},
+            "verifier",
+            request,
+            VerifierOutput,
+            ctx=ctx,
+            render={
+                "sentence": sentence,
+                "cited": ", ".join(cited),
+                "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts),
+            },
         )
     else:
         model = VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No known fact is cited.")

@@ -20,48 +20,56 @@ with ui.session() as s:
         key="verification_manuscript",
     )
     summary = verification_summary(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
-    checks = pd.DataFrame(
-        ui.records(recent_sentence_checks(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id, limit=500))
-    )
+    checks = recent_sentence_checks(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id, limit=500)
 
+
+def rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+st.caption("Rates and failure modes count the latest version of each paragraph: what researchers see.")
 a, b, c, d = st.columns(4)
-a.metric(
-    "Sentence support rate",
-    f"{summary.sentence_support_rate:.0%}" if summary.sentences else "–",
-    help="Supported sentences / sentences checked, over every stored version.",
-)
-b.metric("Sentences checked", f"{summary.supported} of {summary.sentences} supported")
-c.metric(
-    "Paragraph verification rate",
-    f"{summary.paragraph_verification_rate:.0%}" if summary.paragraphs else "–",
-    help="Paragraphs whose latest version has every sentence supported.",
-)
-d.metric("Paragraphs", f"{summary.verified_paragraphs} of {summary.paragraphs} verified")
+a.metric("Sentence support rate", rate(summary.sentence_support_rate), help="Supported sentences / sentences.")
+b.metric("Supported sentences", f"{summary.supported} of {summary.sentences}")
+c.metric("Paragraph verification rate", rate(summary.paragraph_verification_rate), help="Every sentence supported.")
+d.metric("Verified paragraphs", f"{summary.verified_paragraphs} of {summary.paragraphs}")
 
 st.subheader("Failure modes")
 if summary.failure_modes:
-    modes = pd.DataFrame(
-        sorted(summary.failure_modes.items(), key=lambda kv: -kv[1]), columns=["Failure mode", "Sentences"]
-    )
+    modes = pd.DataFrame(list(summary.failure_modes.items()), columns=["Failure mode", "Sentences"])
     figure = px.bar(modes, x="Failure mode", y="Sentences", text="Sentences")
     figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10})
     st.plotly_chart(figure, key="verification_failure_modes")
 else:
-    st.caption("No unsupported sentences recorded.")
+    st.caption("No unsupported sentence in the latest versions.")
 
 st.subheader("Sentence verdicts")
-if checks.empty:
+st.caption("Every check, older versions included, newest first.")
+if not checks:
     st.caption("No sentences checked yet: draft a paragraph on the Write page.")
     st.stop()
+table = pd.DataFrame(
+    {
+        "Sentence": [r.text for r in checks],
+        "Verdict": [r.verdict for r in checks],
+        "Failure mode": [r.failure_mode or "" for r in checks],
+        "Reason": [r.reason for r in checks],
+        "Cites": [", ".join(map(str, r.cites)) for r in checks],
+        "Paragraph": [r.paragraph_id for r in checks],
+        "Version": [r.version_number for r in checks],
+        "Rewrites": [r.rewrite_rounds for r in checks],
+        "Checked": [r.created_at for r in checks],
+        "Manuscript": [titles.get(r.manuscript_id, "") for r in checks],
+    }
+)
 left, right = st.columns(2)
-verdicts = left.multiselect("Verdict", sorted(checks["verdict"].dropna().unique()), key="verification_verdicts")
-modes_seen = sorted(checks["failure_mode"].dropna().unique())
-failure_modes = right.multiselect("Failure mode", modes_seen, key="verification_failure_filter")
+verdicts = left.multiselect("Verdict", sorted(table["Verdict"].unique()), key="verification_verdicts")
+failures = right.multiselect(
+    "Failure mode", sorted(m for m in table["Failure mode"].unique() if m), key="verification_failure_filter"
+)
 if verdicts:
-    checks = checks[checks["verdict"].isin(verdicts)]
-if failure_modes:
-    checks = checks[checks["failure_mode"].isin(failure_modes)]
-if "cites" in checks:
-    checks = checks.assign(cites=checks["cites"].map(lambda refs: ", ".join(refs or [])))
-st.dataframe(checks, hide_index=True)
-st.caption(f"{len(checks)} sentence checks shown (most recent first).")
+    table = table[table["Verdict"].isin(verdicts)]
+if failures:
+    table = table[table["Failure mode"].isin(failures)]
+st.dataframe(table, hide_index=True, column_config={"Sentence": st.column_config.TextColumn(width="large")})
+st.caption(f"{len(table)} of {len(checks)} sentence checks shown.")

@@ -150,6 +150,11 @@ def test_researcher_drafts_a_verified_paragraph_from_a_pdf(server: str) -> None:
             expect(page.get_by_text("Verbatim quote")).to_be_visible()
             expect(page.get_by_text(re.compile(r"\.pdf, page \d+"))).to_be_visible()
 
+            # For the README: the paragraph at the top of the view, the last sentence's source open.
+            page.keyboard.press("Escape")
+            page.get_by_text("Paragraph 1", exact=True).evaluate("e => e.scrollIntoView({block: 'start'})")
+            chips.last.click()
+            expect(page.get_by_text("Verbatim quote")).to_be_visible()
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=False)
         finally:

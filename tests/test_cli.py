@@ -17,14 +17,21 @@ def run_cli(*args: str, data_dir: Path, stdin: str | None = None) -> subprocess.
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(data_dir), "WORKBENCH_PROVIDER": "local"}
     env.pop("DATABASE_URL", None)  # each CLI test gets its own SQLite file under data_dir
     return subprocess.run(
-        [sys.executable, "-m", "core", *args], cwd=ROOT, env=env, input=stdin, capture_output=True, text=True,
+        [sys.executable, "-m", "core", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
 
 def test_verify_jsonl_adds_verdict_failure_mode_and_reason(tmp_path: Path) -> None:
-    facts = [{"id": "F1", "text": "Biochar reduced nitrate leaching by 23% in sandy soils."},
-             {"id": "F2", "text": "Maize yield did not change with biochar."}]
+    facts = [
+        {"id": "F1", "text": "Biochar reduced nitrate leaching by 23% in sandy soils."},
+        {"id": "F2", "text": "Maize yield did not change with biochar."},
+    ]
     items = [
         {"sentence": "Biochar reduced nitrate leaching by 23% in sandy soils.", "facts": facts, "cited": ["F1"]},
         {"sentence": "Biochar reduced nitrate leaching by 32% in sandy soils.", "facts": facts, "cited": ["F1"]},

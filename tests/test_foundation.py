@@ -53,7 +53,7 @@ def test_locked_prompts_load_and_a_changed_one_refuses(tmp_path: Path) -> None:
     with pytest.raises(PromptError, match="changed after it was locked"):
         prompts.load("writer", "v1", copy)
     (copy / "writer" / "v2.md").write_text("---\nagent: writer\n---\nNew {brief}\n")
-    with pytest.raises(PromptError, match="not in prompts.lock.json"):
+    with pytest.raises(PromptError, match=r"not in prompts\.lock\.json"):
         prompts.load("writer", "v2", copy)
     assert prompts.lock_new_versions(copy) == ["writer/v2"]
     lock = json.loads((copy / "prompts.lock.json").read_text())

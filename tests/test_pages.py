@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from core import db, ui
-from core.manuscripts import create_manuscript, list_manuscripts, list_versions
+from core.manuscripts import add_paragraph, create_manuscript, list_manuscripts, list_versions
 from core.models import LlmUsageEvent
 from core.settings import reset_settings
 from core.tenancy import bootstrap
@@ -128,6 +128,30 @@ def test_write_creates_the_first_manuscript(make_app: MakeApp, clean_db: Engine)
     assert "Sources" in [h.value for h in at.subheader]
 
 
+def test_write_second_manuscript_becomes_the_selection(make_app: MakeApp, clean_db: Engine) -> None:
+    with db.session_scope(clean_db) as s:
+        ident = bootstrap(s)
+        create_manuscript(s, tenant_id=ident.tenant_id, title="First", user_id=ident.user_id)
+    at = make_app("pages/write.py")
+    next(t for t in at.text_input if t.label == "Title").input("Second")
+    at.button(key="FormSubmitter:write_new_manuscript-Create manuscript").click().run()
+    assert not at.exception, at.exception
+    with db.session_scope(clean_db) as s:
+        second = next(m.id for m in list_manuscripts(s, tenant_id=ident.tenant_id) if m.title == "Second")
+    picker = at.selectbox(key="write_manuscript_id")
+    assert picker.options == ["First", "Second"]
+    assert picker.value == second
+
+
+def test_write_edits_a_brief(make_app: MakeApp, clean_db: Engine) -> None:
+    seeded = seed_drafted(clean_db)
+    at = make_app("pages/write.py")
+    at.text_area(key=f"write_brief_{seeded.paragraph_id}").input("Only the loamy-soil result.")
+    at.button(key=f"FormSubmitter:write_brief_form_{seeded.paragraph_id}-Save brief").click().run()
+    assert not at.exception, at.exception
+    assert "Brief: Only the loamy\\-soil result\\." in [c.value for c in at.caption]
+
+
 def test_write_rejects_an_empty_title(make_app: MakeApp) -> None:
     at = make_app("pages/write.py")
     at.button(key="FormSubmitter:write_new_manuscript-Create manuscript").click().run()
@@ -216,7 +240,7 @@ def test_write_edit_saves_a_new_verified_version_and_history_lists_both(make_app
     seeded = seed_drafted(clean_db)
     at = make_app("pages/write.py")
     button(at, "Edit").click().run()
-    first = at.text_area(key=f"write_etext_{seeded.paragraph_id}_1")
+    first = at.text_area(key=f"write_etext_{seeded.paragraph_id}_{seeded.version_id}_1")
     with db.session_scope(clean_db) as s:
         version = list_versions(s, tenant_id=seeded.identity.tenant_id, paragraph_id=seeded.paragraph_id)[0]
         original = version.sentences[0]
@@ -235,6 +259,42 @@ def test_write_edit_saves_a_new_verified_version_and_history_lists_both(make_app
     # View the older version from history.
     button(at, "View").click().run()
     assert "You are viewing an older version (latest is 2)." in [i.value for i in at.info]
+
+
+def test_write_edit_that_breaks_a_number_needs_review(make_app: MakeApp, clean_db: Engine) -> None:
+    seeded = seed_drafted(clean_db)
+    at = make_app("pages/write.py")
+    button(at, "Edit").click().run()
+    prefix = f"write_etext_{seeded.paragraph_id}_{seeded.version_id}_"
+    numbered = next(t for t in at.text_area if (t.key or "").startswith(prefix) and "23%" in t.value)
+    numbered.input(numbered.value.replace("23%", "32%"))
+    at.button(key=f"FormSubmitter:write_edit_form_{seeded.paragraph_id}_{seeded.version_id}-Save and verify").click()
+    at.run()
+    assert not at.exception, at.exception
+    with db.session_scope(clean_db) as s:
+        latest = list_versions(s, tenant_id=seeded.identity.tenant_id, paragraph_id=seeded.paragraph_id)[0]
+        assert latest.status == "needs_review"
+        failed = next(sc for sc in latest.sentences if sc.verdict != "supported")
+        mode, reason = failed.failure_mode, failed.reason
+    text = page_text(at)
+    assert mode and f"Needs review · {mode.replace('_', ' ')}" in text
+    assert f"Why: {ui.md_escape(reason)}" in [c.value for c in at.caption]
+    assert button(at, "Accept").disabled, "a version that needs review cannot be accepted"
+
+
+def test_write_draft_without_sources_explains_and_records_a_failed_job(make_app: MakeApp, clean_db: Engine) -> None:
+    with db.session_scope(clean_db) as s:
+        ident = bootstrap(s)
+        manuscript = create_manuscript(s, tenant_id=ident.tenant_id, title="No sources", user_id=ident.user_id)
+        add_paragraph(s, tenant_id=ident.tenant_id, manuscript_id=manuscript.id, brief="Say anything.")
+    at = make_app("pages/write.py")
+    button(at, "Draft").click().run()
+    assert not at.exception, at.exception
+    assert any("no facts yet" in e.value for e in at.error), [e.value for e in at.error]
+    at.switch_page("pages/operations.py").run()
+    table = next(d.value for d in at.dataframe if "Kind" in d.value.columns)
+    assert list(table["Kind"]) == ["draft"] and list(table["State"]) == ["FAILED"]
+    assert "no facts yet" in table["Error"][0]
 
 
 def test_write_accept_only_for_verified_versions(make_app: MakeApp, clean_db: Engine) -> None:
@@ -267,9 +327,10 @@ def test_verification_page_shows_rates_and_verdicts(make_app: MakeApp, clean_db:
     assert "Sentence support rate" in labels and "Paragraph verification rate" in labels
     assert at.dataframe, "the table of sentence verdicts"
     table = at.dataframe[0].value
-    assert len(table) >= 1 and "verdict" in table.columns
+    assert len(table) >= 1 and {"Sentence", "Verdict", "Failure mode", "Manuscript"} <= set(table.columns)
     at.multiselect(key="verification_verdicts").set_value(["supported"]).run()
     assert not at.exception
+    assert set(at.dataframe[0].value["Verdict"]) <= {"supported"}
 
 
 def test_costs_page_counts_usage_events_of_this_tenant_only(make_app: MakeApp, clean_db: Engine) -> None:

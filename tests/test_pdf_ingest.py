@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -378,6 +379,33 @@ def test_chunks_never_split_a_sentence_and_stay_near_the_target() -> None:
             assert draft.text.rstrip(".").count(". ") == 0, draft.text
     # Headings stay with the text they introduce.
     assert not any(d.text.endswith(("Results", "Discussion", "Methods")) for d in drafts[:-1])
+
+
+def test_token_counts_equal_count_tokens_on_awkward_text() -> None:
+    # Chunk counts are summed from sentence counts; prove the sum equals a fresh count, whatever the gaps.
+    rng = random.Random(7)
+    pieces = [
+        "Nitrate fell by 23% (p = 0.004).",
+        "It did not change!",
+        "Was it drought?",
+        '"Quoted," she said.',
+        "See Fig. 2 and Okafor et al. (2022).",
+        "\u201cCurly\u201d quotes end here.\u201d",
+        "Results",
+        "2. Methods",
+        "Yield: 8.1 t/ha.",
+        "(Brackets open the sentence.)",
+        "x" * 50 + ".",
+        "Ends with a URL http://example.org/a.",
+        "\u00c5ngstr\u00f6m and \u03bcg/L values.",
+    ]
+    gaps = [" ", " ", " ", "\n", "  ", "\n\n", " \n", "\n ", "\t"]
+    for _ in range(60):
+        text = "".join(rng.choice(pieces) + rng.choice(gaps) for _ in range(rng.randint(1, 40)))
+        pages = text.split("\t")  # a tab gap becomes a page break
+        for target in (5, 40, 200):
+            for draft in chunk_pages(pages, target_tokens=target):
+                assert draft.token_count == count_tokens(draft.text), (draft.text, target)
 
 
 def test_page_at_maps_offsets_to_pages() -> None:

@@ -31,7 +31,9 @@ def manuscript(session: Session, identity: Identity) -> int:
     return m.id
 
 
-def test_facts_quote_their_chunk_verbatim_with_page_anchors(session: Session, identity: Identity, manuscript: int) -> None:
+def test_facts_quote_their_chunk_verbatim_with_page_anchors(
+    session: Session, identity: Identity, manuscript: int
+) -> None:
     facts = list_facts(session, tenant_id=identity.tenant_id, manuscript_id=manuscript)
     assert len(facts) > 30
     for fact in facts:
@@ -44,8 +46,13 @@ def test_facts_quote_their_chunk_verbatim_with_page_anchors(session: Session, id
 
 
 def test_search_corpus_ranks_relevant_facts_with_scores(session: Session, identity: Identity, manuscript: int) -> None:
-    hits = search_corpus(session, tenant_id=identity.tenant_id, manuscript_id=manuscript,
-                         query="biochar nitrate leaching sandy soil", top_k=5)
+    hits = search_corpus(
+        session,
+        tenant_id=identity.tenant_id,
+        manuscript_id=manuscript,
+        query="biochar nitrate leaching sandy soil",
+        top_k=5,
+    )
     assert 0 < len(hits) <= 5
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert all(h.score > 0 for h in hits)
@@ -57,8 +64,9 @@ def test_draft_gives_a_verified_paragraph_citing_existing_facts(
     session: Session, identity: Identity, manuscript: int
 ) -> None:
     paragraph = add_paragraph(session, tenant_id=identity.tenant_id, manuscript_id=manuscript, brief=DEMO_BRIEFS[0])
-    version = draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id,
-                              paragraph_id=paragraph.id, trace_id="trace-1")
+    version = draft_paragraph(
+        session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id, trace_id="trace-1"
+    )
     session.commit()
     assert version.status == "verified"
     assert 1 <= len(version.sentences) <= 5
@@ -114,7 +122,9 @@ def test_rewriter_repairs_a_failed_sentence_and_it_is_verified_again(
 ) -> None:
     provider_named(_CarelessWriter)
     paragraph = add_paragraph(session, tenant_id=identity.tenant_id, manuscript_id=manuscript, brief=DEMO_BRIEFS[0])
-    version = draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id)
+    version = draft_paragraph(
+        session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id
+    )
     first = version.sentences[0]
     assert first.rewrite_rounds == 1
     assert first.original_text is not None and first.original_text != first.text
@@ -127,7 +137,9 @@ def test_a_sentence_that_stays_unsupported_is_marked_for_review_never_verified(
 ) -> None:
     provider_named(_StubbornRewriter)
     paragraph = add_paragraph(session, tenant_id=identity.tenant_id, manuscript_id=manuscript, brief=DEMO_BRIEFS[0])
-    version = draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id)
+    version = draft_paragraph(
+        session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id
+    )
     failed = [s for s in version.sentences if s.verdict != "supported"]
     assert failed and all(s.needs_review and s.rewrite_rounds == 2 for s in failed)
     assert version.status == "needs_review"
@@ -144,15 +156,17 @@ def test_edits_make_new_versions_and_history_is_immutable(
     original = [(s.text, list(s.cites), s.verdict) for s in first.sentences]
     edited = [(s.text, list(s.cites)) for s in first.sentences]
     edited[0] = (edited[0][0].replace("sandy", "all"), edited[0][1])
-    second = save_edited_version(session, tenant_id=identity.tenant_id, user_id=identity.user_id,
-                                 paragraph_id=paragraph.id, sentences=edited)
+    second = save_edited_version(
+        session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id, sentences=edited
+    )
     session.commit()
     assert (first.number, second.number) == (1, 2)
     assert second.origin == "edited"
     if edited[0][0] != original[0][0]:
         assert second.status == "needs_review"
-    third = reverify(session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id,
-                     version_id=first.id)
+    third = reverify(
+        session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraph.id, version_id=first.id
+    )
     session.commit()
     assert third.origin == "reverified" and third.status == first.status
     versions = list_versions(session, tenant_id=identity.tenant_id, paragraph_id=paragraph.id)
@@ -207,9 +221,7 @@ def test_librarian_quotes_that_are_not_verbatim_are_rejected_and_logged(
         assert "(sic)" not in fact.quote
 
 
-def test_a_failing_librarian_leaves_no_document_behind(
-    session: Session, identity: Identity, provider_named
-) -> None:
+def test_a_failing_librarian_leaves_no_document_behind(session: Session, identity: Identity, provider_named) -> None:
     class Broken(LocalProvider):
         name = "broken-librarian"
 

@@ -23,6 +23,7 @@ FAILURE_MODES = (
     "scope_widened",
     "entity_mismatch",
     "role_swap",
+    "causal_overclaim",
     "unsupported_content",
     "empty_sentence",
 )
@@ -40,6 +41,7 @@ FailureMode = Literal[
     "scope_widened",
     "entity_mismatch",
     "role_swap",
+    "causal_overclaim",
     "unsupported_content",
     "empty_sentence",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from core.agents.contracts import FailureMode
 from core.claims import (
+    ASSOCIATIONS,
     BOOSTERS,
     NEGATIONS,
     UNIVERSALS,
@@ -24,6 +25,7 @@ from core.claims import (
     Token,
     analyse,
     direction_of,
+    fronted_stems,
     hedge_level,
     is_content,
 )
@@ -58,7 +60,7 @@ def check(sentence: str, cited: Sequence[str], facts: Sequence[FactText]) -> Gua
         )
     evidence = [analyse(known[c].text) for c in dict.fromkeys(cited)]
     claim = analyse(sentence)
-    for probe in (_numbers, _entities, _negation, _direction, _hedges, _universals):
+    for probe in (_numbers, _entities, _negation, _direction, _hedges, _association, _universals, _bindings):
         finding = probe(claim, evidence)
         if finding is not None:
             return finding
@@ -167,6 +169,12 @@ def _direction(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
             continue
         if available[direction] > 0:
             available[direction] -= 1
+            flipped = _bound_direction(claim, token, evidence)
+            if flipped:
+                return GuardFinding(
+                    "direction",
+                    f"It says '{token.surface}' of '{flipped}', but the cited facts say the opposite of it.",
+                )
             continue
         axis, sign = direction
         if available[(axis, -sign)] > 0:
@@ -175,6 +183,32 @@ def _direction(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
             )
         return GuardFinding("direction", f"It says '{token.surface}', a direction the cited facts do not state.")
     return None
+
+
+def _object_of(claim: Claim, index: int) -> str | None:
+    """The first content word after a direction word: what goes up or down."""
+    for t in claim.tokens[index + 1 : index + 5]:
+        if t.lower in {",", ";", "."}:
+            return None
+        if is_content(t) and direction_of(t.lower) is None and not t.stem.startswith("unit:"):
+            return t.stem
+    return None
+
+
+def _bound_direction(claim: Claim, token: Token, evidence: list[Claim]) -> str | None:
+    """The object of ``token`` when every direction word the facts attach to it says the opposite."""
+    direction = direction_of(token.lower)
+    target = _object_of(claim, token.index)
+    if direction is None or target is None:
+        return None
+    axis, sign = direction
+    signs = set()
+    for fact in evidence:
+        for t in fact.tokens:
+            d = direction_of(t.lower)
+            if d is not None and d[0] == axis and _object_of(fact, t.index) == target:
+                signs.add(d[1])
+    return target if signs and sign not in signs else None
 
 
 def _restated(clause: Clause, claim: Claim) -> bool:
@@ -194,10 +228,30 @@ def _hedges(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
             return GuardFinding(mode, f"'{token.surface}' claims more certainty than the cited facts.")
     for fact in evidence:
         for clause in fact.clauses:
-            if clause.hedge and _restated(clause, claim) and claim.hedge < clause.hedge:
+            if clause.hedge and _restated(clause, claim) and _closest_clause(clause, claim).hedge < clause.hedge:
                 cue = next(t.surface for t in clause.tokens if _hedge_cue(t, clause))
                 return GuardFinding(
                     "hedge_dropped", f"The cited fact is hedged ('{cue}'); the sentence states it as certain."
+                )
+    return None
+
+
+def _closest_clause(clause: Clause, claim: Claim) -> Clause:
+    """The clause of the sentence that restates ``clause`` of a fact (most content words shared)."""
+    return max(claim.clauses, key=lambda c: len(c.content & clause.content))
+
+
+def _association(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
+    sentence_words = {t.lower for t in claim.tokens}
+    if sentence_words & ASSOCIATIONS:
+        return None
+    for fact in evidence:
+        for clause in fact.clauses:
+            cue = next((t.surface for t in clause.tokens if t.lower in ASSOCIATIONS), None)
+            if cue and _restated(clause, claim):
+                return GuardFinding(
+                    "causal_overclaim",
+                    f"The cited fact reports an association ('{cue}'); the sentence states it as cause and effect.",
                 )
     return None
 
@@ -210,7 +264,107 @@ def _universals(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
     fact_words = {t.lower for fact in evidence for t in fact.tokens}
     for token in claim.tokens:
         if token.lower in UNIVERSALS and token.lower not in fact_words:
-            return GuardFinding(
-                "scope_widened", f"'{token.surface}' generalises beyond what the cited facts state."
-            )
+            return GuardFinding("scope_widened", f"'{token.surface}' generalises beyond what the cited facts state.")
+    return None
+
+
+def _bindings(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
+    """Values and names kept but attached to the wrong thing ("0.91 for A and 0.78 for B" swapped)."""
+    for fact in evidence:
+        swapped = _number_binding(claim, fact) or _number_subject(claim, fact) or _entity_order(claim, fact)
+        if swapped:
+            return GuardFinding("role_swap", swapped)
+    return None
+
+
+def _after_number(claim: Claim, index: int) -> str | None:
+    for t in claim.tokens[index + 1 : index + 5]:
+        if t.kind == "number" or t.lower in {",", ";", ".", "(", ")"}:
+            return None
+        if is_content(t) and not t.stem.startswith("unit:"):
+            return t.stem
+    return None
+
+
+def _number_binding(claim: Claim, fact: Claim) -> str | None:
+    """Two values that trade the things they are given for: fact "0.91 for A, 0.78 for B", sentence the reverse."""
+    bound: dict[str, set[float]] = {}
+    for q in fact.quantities:
+        stem = _after_number(fact, q.index)
+        if stem:
+            bound.setdefault(stem, set()).add(q.value)
+    said = {q.value: _after_number(claim, q.index) for q in claim.quantities}
+    for value, stem in said.items():
+        if not stem or stem not in bound or value in bound[stem]:
+            continue
+        for other in bound[stem]:
+            other_stem = said.get(other)
+            if other_stem and value in bound.get(other_stem, set()):
+                return f"It swaps what {value:g} and {other:g} are given for, compared with the cited fact."
+    return None
+
+
+def _before_number(claim: Claim, index: int) -> str | None:
+    """The nearest content word before a number ("nitrate by 20%"), unless another number stands between."""
+    for t in reversed(claim.tokens[max(0, index - 4) : index]):
+        if t.kind == "number" or t.lower in {",", ";", "(", ")"}:
+            return None
+        if is_content(t) and not t.stem.startswith("unit:") and direction_of(t.lower) is None:
+            return t.stem
+    return None
+
+
+def _number_subject(claim: Claim, fact: Claim) -> str | None:
+    """A value moved onto another thing the fact quantifies: fact "nitrate by 20% and phosphate by
+    10%", sentence "nitrate by 10%"."""
+    values_of: dict[str, set[float]] = {}
+    subjects_of: dict[float, set[str | None]] = {}
+    for q in fact.quantities:
+        subject = _before_number(fact, q.index)
+        subjects_of.setdefault(q.value, set()).add(subject)
+        if subject:
+            values_of.setdefault(subject, set()).add(q.value)
+    for q in claim.quantities:
+        subject = _before_number(claim, q.index)
+        known = subjects_of.get(q.value, set())
+        if subject and subject in values_of and q.value not in values_of[subject] and known and None not in known:
+            return f"It gives {q.describe()} for '{subject}', but the cited fact gives that value for something else."
+    return None
+
+
+def _is_passive(claim: Claim) -> bool:
+    words = [t.lower for t in claim.tokens]
+    return any(
+        w == "by" and i >= 2 and (words[i - 2] in _AUX or (i >= 3 and words[i - 3] in _AUX))
+        for i, w in enumerate(words)
+    )
+
+
+_AUX = frozenset({"is", "are", "was", "were", "be", "been", "being"})
+
+
+def _entity_order(claim: Claim, fact: Claim) -> str | None:
+    if _is_passive(claim) or _is_passive(fact):
+        return None  # voice changes the order of who acts and who is acted on
+    movable = fronted_stems(claim) | fronted_stems(fact)
+
+    def positions(c: Claim) -> dict[str, tuple[int, int]]:
+        """Entity -> (phrase number, position): phrases are cut at commas, clause breaks and brackets."""
+        seen: dict[str, list[tuple[int, int]]] = {}
+        phrase = depth = 0
+        for t in c.tokens:
+            if t.lower in {",", ";", ":", "whereas", "while", "but", "although"}:
+                phrase += 1
+            depth += (t.lower in {"(", "["}) - (t.lower in {")", "]"})
+            if depth == 0 and t.lower in c.entities and t.stem not in movable:
+                seen.setdefault(t.stem, []).append((phrase, t.index))
+        return {stem: places[0] for stem, places in seen.items() if len(places) == 1}
+
+    in_sentence, in_fact = positions(claim), positions(fact)
+    shared = sorted(in_sentence.keys() & in_fact.keys(), key=lambda k: in_sentence[k][1])
+    for i, a in enumerate(shared):
+        for b in shared[i + 1 :]:
+            same_phrase = in_sentence[a][0] == in_sentence[b][0] and in_fact[a][0] == in_fact[b][0]
+            if same_phrase and in_fact[a][1] > in_fact[b][1]:
+                return f"'{a}' and '{b}' trade places compared with the cited fact."
     return None

@@ -10,7 +10,20 @@ swapped, and every cited fact must bear on the sentence.
 from __future__ import annotations
 
 from core.agents.contracts import VerifierInput, VerifierOutput
-from core.claims import GENERIC_HEADS, Claim, content_stems, entity_stems, fronted_stems, Clause, Token, analyse, is_content, number_stems, tokenize
+from core.claims import (
+    GENERIC_HEADS,
+    Claim,
+    Clause,
+    Token,
+    abbreviations,
+    analyse,
+    content_stems,
+    entity_stems,
+    fronted_stems,
+    is_content,
+    number_stems,
+    tokenize,
+)
 
 _SEGMENT_BREAKS = frozenset({";", "and", "whereas", "while", "but", "although", "though"})
 
@@ -22,8 +35,13 @@ def verify(request: VerifierInput) -> VerifierOutput:
         return VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No cited fact to check.")
     claim = analyse(request.sentence)
     evidence = {c: facts[c] for c in cited}
+    aliases: dict[str, set[str]] = {}
+    for fact in evidence.values():
+        aliases.update(abbreviations(fact))
+    have = _with_aliases(claim.content, aliases)
 
     for stems, numbers, _link in _segments(request.sentence):
+        stems = _with_aliases(stems, aliases)
         if not stems:
             continue
         best_id, missing = _best_cover(stems, numbers, evidence)
@@ -37,9 +55,11 @@ def verify(request: VerifierInput) -> VerifierOutput:
 
     for fact_id, fact in evidence.items():
         for clause in fact.clauses:
-            finding = _scope(clause, claim)
+            finding = _scope(clause, claim, have)
             if finding:
-                return VerifierOutput(verdict="unsupported", failure_mode="scope_widened", reason=f"{fact_id} {finding}")
+                return VerifierOutput(
+                    verdict="unsupported", failure_mode="scope_widened", reason=f"{fact_id} {finding}"
+                )
         if _roles_swapped(claim, fact):
             return VerifierOutput(
                 verdict="unsupported",
@@ -48,15 +68,13 @@ def verify(request: VerifierInput) -> VerifierOutput:
             )
 
     for fact_id, fact in evidence.items():
-        if not (claim.content & fact.content) and not (number_stems(claim.quantities) & number_stems(fact.quantities)):
+        if not (have & fact.content) and not (number_stems(claim.quantities) & number_stems(fact.quantities)):
             return VerifierOutput(
                 verdict="unsupported",
                 failure_mode="irrelevant_citation",
                 reason=f"{fact_id} has nothing to do with this sentence; cite the fact that states it.",
             )
-    return VerifierOutput(
-        verdict="supported", failure_mode=None, reason=f"Stated by {', '.join(cited)}."
-    )
+    return VerifierOutput(verdict="supported", failure_mode=None, reason=f"Stated by {', '.join(cited)}.")
 
 
 _RELATIVES = frozenset({"which", "who", "that", "whose"})
@@ -106,18 +124,31 @@ def _best_cover(stems: set[str], numbers: set[str], evidence: dict[str, Claim]) 
     return best_id, best_missing
 
 
-def _scope(clause: Clause, claim: Claim) -> str | None:
+def _with_aliases(stems: set[str], aliases: dict[str, set[str]]) -> set[str]:
+    """Stems with defined abbreviations read both ways: "PFS" stands for "progression-free survival"."""
+    out = set(stems)
+    for abbr, long_form in aliases.items():
+        if abbr in stems:
+            out |= long_form
+        elif long_form <= stems:
+            out.add(abbr)
+    return out
+
+
+def _scope(clause: Clause, claim: Claim, content: set[str]) -> str | None:
     core = clause.content - clause.qualifier_stems or clause.content
-    shared = core & claim.content
+    shared = core & content
     if not core or len(shared) < min(2, len(core)) or len(shared) / len(core) < 0.6:
         return None  # the sentence does not restate this clause
-    have = claim.content | number_stems(claim.quantities)
+    have = content | number_stems(claim.quantities)
     named = entity_stems(claim)
     for qualifier in clause.qualifiers:
         dropped = qualifier - have
         # "on MMLU" keeps "on the MMLU benchmark": a kept name carries the restriction.
         if dropped and not (qualifier & named and dropped <= GENERIC_HEADS):
-            return "limits the claim (" + ", ".join(sorted(d.lstrip("#") for d in dropped)) + "); the sentence drops it."
+            return (
+                "limits the claim (" + ", ".join(sorted(d.lstrip("#") for d in dropped)) + "); the sentence drops it."
+            )
     sentence_words = {t.lower for t in claim.tokens}
     for word in clause.restrictive:
         if word not in sentence_words:
