@@ -148,6 +148,57 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version_by_number(session: Any, identity: Identity, paragraph_id: int, number: int) -> Any:
+    from core.errors import NotFoundError
+    from core.manuscripts import list_versions
+
+    for version in list_versions(session, tenant_id=identity.tenant_id, paragraph_id=paragraph_id):
+        if version.number == number:
+            return version
+    raise NotFoundError(f"Paragraph {paragraph_id} has no version {number}; `python -m core history` lists them.")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from core.manuscripts import get_paragraph, list_versions
+
+    identity = _identity()
+    with db.session_scope() as session:
+        paragraph = get_paragraph(session, tenant_id=identity.tenant_id, paragraph_id=args.paragraph_id)
+        for v in list_versions(session, tenant_id=identity.tenant_id, paragraph_id=args.paragraph_id):
+            accepted = "  (accepted)" if paragraph.accepted_version_id == v.id else ""
+            print(f"{v.number}\t{v.status}\t{v.origin}\t{v.created_at:%Y-%m-%d %H:%M}{accepted}")
+    return 0
+
+
+def cmd_reverify(args: argparse.Namespace) -> int:
+    from core.pipeline import reverify
+
+    identity = _identity()
+    with db.session_scope() as session:
+        version = _version_by_number(session, identity, args.paragraph_id, args.version)
+        _print_version(
+            reverify(
+                session,
+                tenant_id=identity.tenant_id,
+                user_id=identity.user_id,
+                paragraph_id=args.paragraph_id,
+                version_id=version.id,
+            )
+        )
+    return 0
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    from core.manuscripts import accept_version
+
+    identity = _identity()
+    with db.session_scope() as session:
+        version = _version_by_number(session, identity, args.paragraph_id, args.version)
+        accept_version(session, tenant_id=identity.tenant_id, paragraph_id=args.paragraph_id, version_id=version.id)
+        print(f"paragraph {args.paragraph_id}: version {args.version} accepted")
+    return 0
+
+
 def _print_version(version: Any) -> None:
     print(f"version {version.number} ({version.status}, {version.origin}, trace {version.trace_id})")
     for s in version.sentences:
@@ -236,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show a paragraph's latest version with verdicts")
     show.add_argument("paragraph_id", type=int)
     show.set_defaults(func=cmd_show)
+    history = sub.add_parser("history", help="list a paragraph's versions")
+    history.add_argument("paragraph_id", type=int)
+    history.set_defaults(func=cmd_history)
+    for name, func, text in (
+        ("reverify", cmd_reverify, "verify a version again, saved as a new version"),
+        ("accept", cmd_accept, "accept a verified version for the manuscript"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("paragraph_id", type=int)
+        command.add_argument("version", type=int, help="version number, as `history` lists it")
+        command.set_defaults(func=func)
     verify = sub.add_parser(
         "verify",
         help='verify sentences from JSONL: {"sentence", "facts": [{"id", "text"}], "cited": [ids]} per line',

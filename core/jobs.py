@@ -39,9 +39,9 @@ class JobOutcome:
     error: str | None
 
 
-def _transition(engine: Engine, job_id: str, to_state: str, reason: str, **fields: Any) -> None:
+def _transition(engine: Engine, tenant_id: int, job_id: str, to_state: str, reason: str, **fields: Any) -> None:
     with session_scope(engine) as session:
-        job = session.get(Job, job_id)
+        job = session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.id == job_id))
         if job is None:
             raise WorkbenchError(f"Job {job_id} vanished while running.")
         session.add(
@@ -91,19 +91,19 @@ def run_inline(
                 reason="submitted from the workbench",
             )
         )
-    _transition(engine, job_id, RUNNING, "started in-process", started_at=utcnow())
+    _transition(engine, tenant_id, job_id, RUNNING, "started in-process", started_at=utcnow())
     try:
         with session_scope(engine) as session:
             result = work(session, progress, job_id)
     except WorkbenchError as error:
-        _transition(engine, job_id, FAILED, str(error), error=str(error), finished_at=utcnow(), progress=0.0)
+        _transition(engine, tenant_id, job_id, FAILED, str(error), error=str(error), finished_at=utcnow(), progress=0.0)
         return JobOutcome(job_id, FAILED, None, str(error))
     except Exception as error:
         message = f"Unexpected {type(error).__name__}: {error}"
         log.exception("job failed", extra={"trace_id": trace_id, "job_id": job_id})
-        _transition(engine, job_id, FAILED, message, error=message, finished_at=utcnow(), progress=0.0)
+        _transition(engine, tenant_id, job_id, FAILED, message, error=message, finished_at=utcnow(), progress=0.0)
         raise
-    _transition(engine, job_id, SUCCEEDED, "finished", result=result, finished_at=utcnow(), progress=1.0)
+    _transition(engine, tenant_id, job_id, SUCCEEDED, "finished", result=result, finished_at=utcnow(), progress=1.0)
     return JobOutcome(job_id, SUCCEEDED, result, None)
 
 

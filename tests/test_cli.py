@@ -82,6 +82,13 @@ def test_demo_ingest_draft_and_show(tmp_path: Path) -> None:
     paragraph_id = added.stdout.strip()
     drafted = run_cli("draft", paragraph_id, data_dir=tmp_path)
     assert drafted.returncode == 0 and "[F" in drafted.stdout
+    assert run_cli("accept", "1", "1", data_dir=tmp_path).returncode == 0
+    assert run_cli("reverify", "1", "1", data_dir=tmp_path).returncode == 0
+    history = run_cli("history", "1", data_dir=tmp_path)
+    assert history.stdout.splitlines()[0].startswith("2\tverified\treverified")
+    assert "(accepted)" in history.stdout.splitlines()[1]
+    missing = run_cli("accept", "1", "9", data_dir=tmp_path)
+    assert missing.returncode == 1 and "has no version 9" in missing.stderr
     bad = tmp_path / "notes.pdf"
     bad.write_text("just some notes")
     ingest = run_cli("ingest", "1", str(bad), data_dir=tmp_path)
