@@ -79,7 +79,8 @@ def runtime_status() -> dict[str, str]:
     else:
         database = f"PostgreSQL · {url.host or 'localhost'}/{url.database or ''}"
     provider = {"local": "local (offline, no cost)"}.get(settings.provider, settings.provider)
-    jobs = "Redis workers (RQ)" if settings.redis_url else "in-process"
+    # core.jobs runs everything in-process until RQ workers land (issue 4), REDIS_URL or not.
+    jobs = "in-process (REDIS_URL set; RQ workers come with issue 4)" if settings.redis_url else "in-process"
     return {"Provider": provider, "Database": database, "Jobs": jobs}
 
 
@@ -229,8 +230,18 @@ def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents
                 icon=":material/edit_note:",
                 type="secondary" if versions else "primary",
             )
-            again = st.button("Re-verify", key=_key("reverify", pid), disabled=shown is None)
-            edit = st.button("Edit", key=_key("edit", pid), disabled=shown is None)
+            again = st.button(
+                "Re-verify",
+                key=_key("reverify", pid),
+                disabled=shown is None,
+                help="Check the shown version again against the facts as they are now; saves a new version.",
+            )
+            edit = st.button(
+                "Edit",
+                key=_key("edit", pid),
+                disabled=shown is None,
+                help="Change sentences or citations; saving verifies them and creates a new version.",
+            )
             accepted = shown is not None and paragraph.accepted_version_id == shown.id
             accept = st.button(
                 "Accepted" if accepted else "Accept",
@@ -285,7 +296,7 @@ def act(action: Callable[[Session], object]) -> bool:
         with session() as s:
             action(s)
     except WorkbenchError as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
         return False
     st.rerun()
     return True  # pragma: no cover (st.rerun does not return)
@@ -317,7 +328,7 @@ def _run(pid: int, kind: str, label: str, step: Step) -> None:
         st.session_state.pop(_key("view", pid), None)
         st.session_state.pop(_key("editing", pid), None)
         st.rerun()
-    st.error(outcome.error or "The job failed.")
+    st.error(md_escape(outcome.error or "The job failed."))
 
 
 def _version_view(
@@ -374,7 +385,7 @@ def _fact_card(s: Session, ident: Identity, ref: str, fact: Fact | None, documen
         st.warning(f"{md_escape(ref)} is not a fact of this manuscript.")
         return
     source = documents.get(fact.document_id, f"document {fact.document_id}")
-    st.caption(f"{ref} · {md_escape(fact.kind)} · {md_escape(source)}, page {fact.page}")
+    st.caption(f"{md_escape(ref)} · {md_escape(fact.kind)} · {md_escape(source)}, page {fact.page}")
     if " ".join(fact.text.split()) != " ".join(fact.quote.split()):
         st.text(fact.text)
     st.markdown("**Verbatim quote**")

@@ -47,29 +47,33 @@ st.subheader("Sentence verdicts")
 st.caption("Every check, older versions included, newest first.")
 if not checks:
     st.caption("No sentences checked yet: draft a paragraph on the Write page.")
-    st.stop()
-table = pd.DataFrame(
-    {
-        "Sentence": [r.text for r in checks],
-        "Verdict": [r.verdict for r in checks],
-        "Failure mode": [r.failure_mode or "" for r in checks],
-        "Reason": [r.reason for r in checks],
-        "Cites": [", ".join(map(str, r.cites)) for r in checks],
-        "Paragraph": [r.paragraph_id for r in checks],
-        "Version": [r.version_number for r in checks],
-        "Rewrites": [r.rewrite_rounds for r in checks],
-        "Checked": [r.created_at for r in checks],
-        "Manuscript": [titles.get(r.manuscript_id, "") for r in checks],
-    }
+else:
+    table = pd.DataFrame(
+        {
+            "Sentence": [r.text for r in checks],
+            "Verdict": [r.verdict for r in checks],
+            "Failure mode": [r.failure_mode or "" for r in checks],
+            "Reason": [r.reason for r in checks],
+            "Cites": [", ".join(map(str, r.cites)) for r in checks],
+            "Paragraph": [r.paragraph_id for r in checks],
+            "Version": [r.version_number for r in checks],
+            "Rewrites": [r.rewrite_rounds for r in checks],
+            "Checked": [r.created_at for r in checks],
+            "Manuscript": [titles.get(r.manuscript_id, "") for r in checks],
+        }
+    )
+    left, right = st.columns(2)
+    verdicts = left.multiselect("Verdict", sorted(table["Verdict"].unique()), key="verification_verdicts")
+    failures = right.multiselect(
+        "Failure mode", sorted(m for m in table["Failure mode"].unique() if m), key="verification_failure_filter"
+    )
+    if verdicts:
+        table = table[table["Verdict"].isin(verdicts)]
+    if failures:
+        table = table[table["Failure mode"].isin(failures)]
+    st.dataframe(table, hide_index=True, column_config={"Sentence": st.column_config.TextColumn(width="large")})
+    st.caption(f"{len(table)} of {len(checks)} sentence checks shown.")
+st.caption(
+    "Re-running a paragraph with another prompt version or model is not built yet: it comes with prompt "
+    "deployments (issue 7) and routing overrides (issue 3)."
 )
-left, right = st.columns(2)
-verdicts = left.multiselect("Verdict", sorted(table["Verdict"].unique()), key="verification_verdicts")
-failures = right.multiselect(
-    "Failure mode", sorted(m for m in table["Failure mode"].unique() if m), key="verification_failure_filter"
-)
-if verdicts:
-    table = table[table["Verdict"].isin(verdicts)]
-if failures:
-    table = table[table["Failure mode"].isin(failures)]
-st.dataframe(table, hide_index=True, column_config={"Sentence": st.column_config.TextColumn(width="large")})
-st.caption(f"{len(table)} of {len(checks)} sentence checks shown.")

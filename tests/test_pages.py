@@ -81,6 +81,26 @@ def test_every_page_renders_on_an_empty_database(make_app: MakeApp, page: str) -
     assert not at.exception
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_drafted_manuscript(make_app: MakeApp, clean_db: Engine, page: str) -> None:
+    seed_drafted(clean_db)
+    at = make_app(page)
+    assert at.title and not at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_user_text_is_never_markup(make_app: MakeApp, clean_db: Engine) -> None:
+    brief = "**Bold** <img src=x onerror=alert(1)> [link](javascript:alert(1)) :red[alarm]"
+    with db.session_scope(clean_db) as s:
+        ident = bootstrap(s)
+        manuscript = create_manuscript(s, tenant_id=ident.tenant_id, title="<b>Title</b>", user_id=ident.user_id)
+        add_paragraph(s, tenant_id=ident.tenant_id, manuscript_id=manuscript.id, brief=brief)
+    at = make_app("pages/write.py")
+    assert f"Brief: {ui.md_escape(brief)}" in [c.value for c in at.caption]
+    shown = [m.value for m in [*at.markdown, *at.caption] if "img" in m.value]
+    assert shown and all("\\<img" in v and "\\:red\\[" in v for v in shown), "markup characters are escaped"
+
+
 def test_status_area_names_provider_database_and_job_mode(make_app: MakeApp) -> None:
     # AppTest drops the main script's elements after switch_page, so the frame is checked on the default page.
     at = make_app()
@@ -155,7 +175,7 @@ def test_write_edits_a_brief(make_app: MakeApp, clean_db: Engine) -> None:
 def test_write_rejects_an_empty_title(make_app: MakeApp) -> None:
     at = make_app("pages/write.py")
     at.button(key="FormSubmitter:write_new_manuscript-Create manuscript").click().run()
-    assert [e.value for e in at.error] == ["Give the manuscript a title."]
+    assert [e.value for e in at.error] == [ui.md_escape("Give the manuscript a title.")]
 
 
 def test_write_shows_sentences_verdicts_and_cited_quotes(make_app: MakeApp, clean_db: Engine) -> None:
