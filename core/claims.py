@@ -17,354 +17,72 @@ import snowballstemmer
 # -- vocabulary ---------------------------------------------------------------------------------
 
 STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "this",
-        "that",
-        "these",
-        "those",
-        "it",
-        "its",
-        "they",
-        "them",
-        "their",
-        "there",
-        "here",
-        "we",
-        "our",
-        "us",
-        "i",
-        "you",
-        "he",
-        "she",
-        "his",
-        "her",
-        "of",
-        "in",
-        "on",
-        "at",
-        "for",
-        "with",
-        "by",
-        "from",
-        "to",
-        "into",
-        "onto",
-        "among",
-        "during",
-        "after",
-        "before",
-        "across",
-        "per",
-        "via",
-        "as",
-        "and",
-        "nor",
-        "yet",
-        "so",
-        "while",
-        "whereas",
-        "although",
-        "though",
-        "because",
-        "since",
-        "thus",
-        "hence",
-        "therefore",
-        "however",
-        "also",
-        "both",
-        "either",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "what",
-        "when",
-        "where",
-        "how",
-        "than",
-        "then",
-        "such",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "am",
-        "has",
-        "have",
-        "had",
-        "having",
-        "do",
-        "does",
-        "did",
-        "done",
-        "shall",
-        "result",
-        "results",
-        "study",
-        "studies",
-        "data",
-        "finding",
-        "findings",
-        "we've",
-        "it's",
-        "found",
-        "find",
-        "finds",
-        "observed",
-        "observe",
-        "observes",
-        "reported",
-        "report",
-        "reports",
-        "noted",
-        "note",
-        "notes",
-        "showed",
-        "show",
-        "shows",
-        "shown",
-        "revealed",
-        "reveal",
-        "reveals",
-        "demonstrated",
-        "demonstrate",
-        "demonstrates",
-        "present",
-        "presented",
-        "post",
-        "overall",
-        "respectively",
-        "total",
-        "score",
-        "scores",
-        "value",
-        "values",
-    ]
+    """
+    a an the this that these those it its they them their there here we our us i you he she his her of
+    in on at for with by from to into onto among during across per via as and nor yet so while whereas
+    although though because since thus hence therefore however also both either which who whom whose
+    what when where how than then such is are was were be been being am has have had having do does did
+    done shall result results study studies data finding findings we've it's found find finds observed
+    observe observes reported report reports noted note notes showed show shows shown revealed reveal
+    reveals demonstrated demonstrate demonstrates present presented overall respectively total
+    score scores value values exhibited exhibit exhibits displayed display displays
+    """.split()
 )
 """Function words whose presence or absence does not change what a sentence claims."""
 
 NEGATIONS = frozenset(
-    [
-        "not",
-        "no",
-        "never",
-        "none",
-        "neither",
-        "nor",
-        "without",
-        "cannot",
-        "cant",
-        "nothing",
-        "nobody",
-        "nowhere",
-        "unable",
-        "fail",
-        "fails",
-        "failed",
-        "failing",
-        "lack",
-        "lacks",
-        "lacked",
-        "lacking",
-        "absent",
-        "absence",
-        "unlikely",
-        "non-significant",
-        "nonsignificant",
-        "insignificant",
-    ]
+    """
+    not no never none neither nor without cannot cant nothing nobody nowhere unable fail fails failed
+    failing lack lacks lacked lacking absent absence unlikely non-significant nonsignificant
+    insignificant non unlike
+    """.split()
 )
 _NEGATION_SUFFIX = "n't"
 
 # Certainty families: a sentence may be *less* certain than its fact, never more.
 HEDGE_WEAK = frozenset(
-    [
-        "may",
-        "might",
-        "could",
-        "possibly",
-        "possible",
-        "perhaps",
-        "potentially",
-        "potential",
-        "conceivably",
-        "speculate",
-        "speculated",
-        "hypothesize",
-        "hypothesized",
-        "hypothesise",
-        "hypothesised",
-        "tentative",
-        "tentatively",
-        "preliminary",
-        "putative",
-        "putatively",
-        "can",
-        "would",
-        "expected",
-        "projected",
-        "proposed",
-        "anticipated",
-        "planned",
-        "intended",
-        "forecast",
-        "forecasted",
-    ]
+    """
+    may might could possibly possible perhaps potentially potential conceivably speculate speculated
+    hypothesize hypothesized hypothesise hypothesised tentative tentatively preliminary putative
+    putatively can would expected projected proposed anticipated planned intended forecast forecasted
+    """.split()
 )
 HEDGE_MODERATE = frozenset(
-    [
-        "suggest",
-        "suggests",
-        "suggested",
-        "suggesting",
-        "suggestive",
-        "appear",
-        "appears",
-        "appeared",
-        "seem",
-        "seems",
-        "seemed",
-        "indicate",
-        "indicates",
-        "indicated",
-        "likely",
-        "probably",
-        "presumably",
-        "tend",
-        "tends",
-        "tended",
-        "apparently",
-    ]
+    """
+    suggest suggests suggested suggesting suggestive appear appears appeared seem seems seemed indicate
+    indicates indicated likely probably presumably tend tends tended apparently
+    """.split()
 )
 APPROXIMATORS = frozenset(
-    [
-        "approximately",
-        "about",
-        "around",
-        "roughly",
-        "nearly",
-        "almost",
-        "circa",
-        "ca",
-        "~",
-        "some",
-        "estimated",
-        "approx",
-    ]
+    """
+    approximately about around roughly nearly almost circa ca ~ some estimated approx
+    """.split()
 )
 BOOSTERS = frozenset(
-    [
-        "clearly",
-        "definitely",
-        "definitively",
-        "conclusively",
-        "undoubtedly",
-        "certainly",
-        "prove",
-        "proves",
-        "proved",
-        "proven",
-        "confirm",
-        "confirms",
-        "confirmed",
-        "establish",
-        "establishes",
-        "established",
-        "always",
-        "invariably",
-        "unequivocally",
-    ]
+    """
+    clearly definitely definitively conclusively undoubtedly certainly prove proves proved proven
+    confirm confirms confirmed establish establishes established always invariably unequivocally
+    """.split()
 )
 
 UNIVERSALS = frozenset(
-    [
-        "all",
-        "every",
-        "always",
-        "any",
-        "each",
-        "entire",
-        "whole",
-        "universally",
-        "invariably",
-        "consistently",
-        "generally",
-        "universal",
-        "everywhere",
-        "everyone",
-        "regardless",
-        "across",
-        "throughout",
-        "nationwide",
-        "worldwide",
-        "globally",
-    ]
+    """
+    all every always any each entire whole universally invariably consistently generally universal
+    everywhere everyone regardless across throughout nationwide worldwide globally
+    """.split()
 )
 RESTRICTIVE_QUANTIFIERS = frozenset(
-    [
-        "some",
-        "several",
-        "certain",
-        "most",
-        "many",
-        "few",
-        "subset",
-        "partially",
-        "partly",
-        "mostly",
-        "occasionally",
-        "sometimes",
-        "often",
-        "frequently",
-        "rarely",
-        "majority",
-        "minority",
-        "selected",
-        "only",
-        "specific",
-        "particular",
-        "slightly",
-        "marginally",
-        "modestly",
-        "moderately",
-        "weakly",
-        "somewhat",
-        "nominally",
-        "transiently",
-        "temporarily",
-        "borderline",
-    ]
+    """
+    some several certain most many few subset partially partly mostly occasionally sometimes often
+    frequently rarely majority minority selected only specific particular slightly marginally modestly
+    moderately weakly somewhat nominally transiently temporarily borderline
+    """.split()
 )
 QUALIFIER_PREPOSITIONS = frozenset(
-    [
-        "in",
-        "among",
-        "for",
-        "within",
-        "under",
-        "at",
-        "during",
-        "on",
-        "with",
-        "after",
-        "before",
-        "when",
-        "if",
-        "unless",
-        "except",
-        "only",
-        "over",
-        "aged",
-        "below",
-        "above",
-    ]
+    """
+    in among for within under at during on with after before when if unless except only over aged below
+    above
+    """.split()
 )
 CLAUSE_BREAKS = frozenset(["whereas", "while", "but", "although", "though", "however", "yet"])
 
@@ -413,65 +131,13 @@ for _axis, _up, _down in (
         _DIRECTION_WORDS[_word] = (_axis, -1)
 
 RELATION_WORDS = frozenset(
-    [
-        "than",
-        "outperform",
-        "outperformed",
-        "outperforms",
-        "underperform",
-        "underperformed",
-        "exceed",
-        "exceeded",
-        "exceeds",
-        "surpass",
-        "surpassed",
-        "surpasses",
-        "versus",
-        "vs",
-        "compared",
-        "relative",
-        "inhibit",
-        "inhibited",
-        "inhibits",
-        "activate",
-        "activated",
-        "activates",
-        "cause",
-        "caused",
-        "causes",
-        "induce",
-        "induced",
-        "induces",
-        "suppress",
-        "suppressed",
-        "suppresses",
-        "promote",
-        "promoted",
-        "promotes",
-        "precede",
-        "preceded",
-        "precedes",
-        "predict",
-        "predicted",
-        "predicts",
-        "regulate",
-        "regulated",
-        "regulates",
-        "bind",
-        "binds",
-        "bound",
-        "convert",
-        "converted",
-        "converts",
-        "replace",
-        "replaced",
-        "replaces",
-        "beat",
-        "beats",
-        "dominated",
-        "dominates",
-        "over",
-    ]
+    """
+    than outperform outperformed outperforms underperform underperformed exceed exceeded exceeds surpass
+    surpassed surpasses versus vs compared relative inhibit inhibited inhibits activate activated
+    activates cause caused causes induce induced induces suppress suppressed suppresses promote promoted
+    promotes precede preceded precedes predict predicted predicts regulate regulated regulates bind
+    binds bound convert converted converts replace replaced replaces beat beats dominated dominates over
+    """.split()
 )
 
 _UNIT_ALIASES: dict[str, str] = {
@@ -767,6 +433,8 @@ def stem(word: str) -> str:
     word = irregular.get(word, word)
     if word in _SAME_AS_COMPARED:
         return "compar"
+    if word == "post":
+        return "after"  # "post-challenge" / "after challenge"
     return str(_stemmer.stemWord(word))
 
 
@@ -840,6 +508,7 @@ class Quantity:
 @dataclass
 class Clause:
     tokens: list[Token]
+    shares_subject: bool = False  # "... and decreased Y": the verb's subject is the previous clause's
     content: set[str] = field(default_factory=set)  # content stems
     qualifiers: list[set[str]] = field(default_factory=list)  # content stems of each qualifier phrase
     qualifier_stems: set[str] = field(default_factory=set)
@@ -910,6 +579,23 @@ def _is_negation(token: Token) -> bool:
     return token.kind == "word" and (token.lower in NEGATIONS or token.lower.endswith(_NEGATION_SUFFIX))
 
 
+STRONG_NEGATIONS = frozenset({"none", "neither", "nobody", "nothing", "never", "nowhere"})
+"""Negations that quantify ("none of", "never"): a sentence may use one only where its fact does."""
+
+
+def negation_cue(tokens: list[Token], i: int) -> bool:
+    """Whether ``tokens[i]`` negates what follows it ("not", "no", "without", "rather than", "instead of")."""
+    t = tokens[i]
+    nxt = tokens[i + 1].lower if i + 1 < len(tokens) else ""
+    if t.lower == "not" and nxt == "only":
+        return False
+    if t.lower == "rather":
+        return nxt == "than"
+    if t.lower == "instead":
+        return nxt == "of"
+    return _is_negation(t)
+
+
 def hedge_level(word: str) -> int:
     if word in HEDGE_WEAK:
         return 3
@@ -927,12 +613,15 @@ def direction_of(word: str) -> tuple[str, int] | None:
 def is_content(token: Token) -> bool:
     if token.kind != "word":
         return False
-    if len(token.surface) == 1 and token.surface.isupper() and token.surface != "I":
+    if len(token.surface) == 1 and token.surface.isupper() and token.surface != "I" and token.index > 0:
         return True  # a named group or variant: "drug A", "Type B" (the article "a" is lower-case)
     lower = token.lower
     return not (
         lower in STOPWORDS or _is_negation(token) or hedge_level(lower) or lower in BOOSTERS or lower in _WORD_NUMBERS
     )
+
+
+_RANGE_OPENERS = frozenset({"between"})
 
 
 def content_stems(tokens: list[Token]) -> set[str]:
@@ -955,29 +644,11 @@ def content_stems(tokens: list[Token]) -> set[str]:
 
 
 GENERIC_HEADS = frozenset(
-    [
-        "benchmark",
-        "dataset",
-        "data",
-        "set",
-        "corpus",
-        "task",
-        "test",
-        "suit",
-        "databas",
-        "model",
-        "method",
-        "algorithm",
-        "trial",
-        "studi",
-        "cohort",
-        "sampl",
-        "survey",
-        "experi",
-        "challeng",
-        "competit",
-        "leaderboard",
-    ]
+    """
+    benchmark dataset data set corpus task test suit databas model method algorithm trial studi cohort
+    sampl survey experi challeng competit leaderboard gene protein enzym phosphatas kinas receptor strain
+    compound molecul line protocol index
+    """.split()
 )
 """Words that name what kind of thing a proper name is ("the MMLU benchmark"), adding no restriction."""
 
@@ -1054,12 +725,18 @@ def _quantities(tokens: list[Token]) -> list[Quantity]:
     return found
 
 
+_APPENDED = frozenset({"with", "including", "ranging"})
 _AUXILIARIES = frozenset({"had", "has", "have", "was", "were", "is", "are", "did", "does", "showed", "remained"})
 
 
 def _split_clauses(tokens: list[Token]) -> list[list[Token]]:
     clauses: list[list[Token]] = [[]]
+    depth = 0
     for i, token in enumerate(tokens):
+        depth += (token.lower in {"(", "["}) - (token.lower in {")", "]"})
+        if depth > 0:
+            clauses[-1].append(token)  # "(HFrEF; LVEF <= 40%)" is an aside, not a clause boundary
+            continue
         breaks = token.lower == ";" or (
             token.lower in CLAUSE_BREAKS and i > 0 and (tokens[i - 1].lower == "," or token.lower != "yet")
         )
@@ -1079,10 +756,16 @@ def _split_clauses(tokens: list[Token]) -> list[list[Token]]:
             )
         ):
             breaks = True
+        if token.lower in _APPENDED and i > 0 and tokens[i - 1].lower == ",":
+            breaks = True  # ", with individual changes ranging ..." adds to the claim before it
         if breaks and clauses[-1]:
             clauses.append([])
         clauses[-1].append(token)
     return [c for c in clauses if any(t.kind != "symbol" for t in c)]
+
+
+_DISCOURSE = frozenset({"summary", "conclusion", "addition", "contrast", "particular", "short", "brief", "turn", "sum"})
+"""'In summary,' and its kin link a sentence to its neighbours; they restrict nothing."""
 
 
 def _looks_like_verb(token: Token) -> bool:
@@ -1097,6 +780,10 @@ def _qualifiers(tokens: list[Token]) -> list[set[str]]:
     while i < len(tokens):
         token = tokens[i]
         behind = tokens[max(0, i - 4) : i]
+        discourse = i + 1 < len(tokens) and token.lower == "in" and tokens[i + 1].lower in _DISCOURSE
+        if discourse:
+            i += 2
+            continue
         if token.lower in QUALIFIER_PREPOSITIONS and not (
             any(t.stem == "compar" or t.lower == "than" for t in behind) and any(t.kind == "number" for t in behind)
         ):
@@ -1116,8 +803,8 @@ def _qualifiers(tokens: list[Token]) -> list[set[str]]:
                 if is_content(nxt) and not nxt.stem.startswith("unit:"):
                     stems.add(nxt.stem)
                     content_seen += 1
-                elif nxt.kind == "number":
-                    stems.add(f"#{nxt.value:g}")
+                elif nxt.kind == "number" and not (token.lower == "among" and j == i + 1):
+                    stems.add(f"#{nxt.value:g}")  # but "among 14,203 adults" counts them, it restricts nothing
                     content_seen += 1
                 j += 1
             if stems:
@@ -1151,9 +838,9 @@ def _clause(tokens: list[Token]) -> Clause:
     all_tokens = tokens
     tokens_for_cues = [t for t in tokens if t.index not in quoted]
     negated = False
-    for i, t in enumerate(tokens_for_cues):
-        tokens = tokens_for_cues
-        if _is_negation(t) and not (t.lower == "not" and i + 1 < len(tokens) and tokens[i + 1].lower == "only"):
+    tokens = tokens_for_cues
+    for i in range(len(tokens)):
+        if negation_cue(tokens, i):
             negated = True
     hedge = 0
     for i, t in enumerate(tokens):
@@ -1179,6 +866,10 @@ def analyse(text: str) -> Claim:
     tokens = tokenize(text)
     first_word = next((t.index for t in tokens if t.kind == "word"), -1)
     clauses = [_clause(c) for c in _split_clauses(tokens)]
+    for clause in clauses[1:]:
+        first = clause.tokens[0]
+        comma_before = first.index > 0 and tokens[first.index - 1].lower == ","
+        clause.shares_subject = first.lower == "and" and not comma_before
     # A leading qualifier ("In sandy soils, ...") restricts every clause of the sentence.
     if tokens and tokens[0].lower in QUALIFIER_PREPOSITIONS:
         comma = next((t.index for t in tokens if t.lower == ","), None)
@@ -1198,22 +889,10 @@ def analyse(text: str) -> Claim:
 
 
 ASSOCIATIONS = frozenset(
-    [
-        "associated",
-        "association",
-        "associations",
-        "correlated",
-        "correlation",
-        "correlations",
-        "correlates",
-        "linked",
-        "link",
-        "related",
-        "relationship",
-        "predicted",
-        "predicts",
-        "coincided",
-    ]
+    """
+    associated association associations correlated correlation correlations correlates linked link
+    related relationship predicted predicts coincided
+    """.split()
 )
 """Words that report co-occurrence; restating such a fact without one turns it into a causal claim."""
 
@@ -1236,6 +915,8 @@ def abbreviations(claim: Claim) -> dict[str, set[str]]:
             if len(letters) > 3 or initials != "".join(letters).lower():
                 continue
         capitals = sum(ch.isupper() for ch in letters)
+        if capitals < 2:
+            capitals = len(letters)  # "ee": one word per letter
         best: list[Token] | None = None
         for k in range(1, min(len(words), len(letters)) + 1):
             span = words[-k:]

@@ -58,7 +58,8 @@ class _Index:
 
 @lru_cache(maxsize=32)
 def _index(tenant_id: int, manuscript_id: int, version: tuple[int, int], texts: tuple[tuple[int, str], ...]) -> _Index:
-    retriever = bm25s.BM25()
+    # Facts are single sentences whose length says little about relevance; soften BM25's length penalty.
+    retriever = bm25s.BM25(k1=1.2, b=0.3)
     retriever.index([index_terms(text) for _, text in texts], show_progress=False)
     return _Index(tuple(fact_id for fact_id, _ in texts), retriever)
 

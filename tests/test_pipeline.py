@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -89,8 +91,9 @@ class _CarelessWriter(LocalProvider):
         result = super().complete(request)
         if isinstance(request.payload, WriterInput):
             first = result.output["sentences"][0]
-            first["text"] = first["text"].replace("23%", "32%").replace("20 t/ha", "40 t/ha")
-            result.output["sentences"][0] = first
+            first["text"] = re.sub(r"\d+", lambda m: str(int(m.group(0)) * 2 + 1), first["text"], count=1)
+            if first["text"] == result.output["sentences"][0]["text"]:
+                first["text"] += " It doubled maize yield."
         return result
 
 

@@ -160,7 +160,7 @@ UNSUPPORTED = [
     (
         "In loamy soils, biochar applied at 20 t/ha reduced nitrate leaching by 23%.",
         ["F1", "F2"],
-        "unsupported_content",
+        "negation",  # F2 says biochar did not change leaching in loamy soils
     ),
     (
         "In sandy soils, biochar applied at 20 t/ha reduced nitrate leaching by 23% relative to unamended plots.",

@@ -9,6 +9,7 @@ certainty boosters, universal quantifiers, and names that the cited facts never 
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from core.agents.contracts import FailureMode
 from core.claims import (
     ASSOCIATIONS,
     BOOSTERS,
-    NEGATIONS,
+    STRONG_NEGATIONS,
     UNIVERSALS,
     Claim,
     Clause,
@@ -28,6 +29,8 @@ from core.claims import (
     fronted_stems,
     hedge_level,
     is_content,
+    negation_cue,
+    quoted_indices,
 )
 
 
@@ -108,56 +111,53 @@ def _entities(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
     return None
 
 
-def _negation_heads(clause: Clause) -> list[str]:
-    """The content stem each negation cue governs ("did not *change*", "no *effect*")."""
-    heads: list[str] = []
-    tokens = clause.tokens
-    for i, t in enumerate(tokens):
-        if t.kind == "word" and _negation_cue(tokens, i):
-            for nxt in tokens[i + 1 : i + 6]:
-                if nxt.lower in {",", ";", "."}:
-                    break
-                if is_content(nxt) or direction_of(nxt.lower):
-                    heads.append(nxt.stem)
-                    break
-    return heads
-
-
-def _negation_cue(tokens: list[Token], i: int) -> bool:
-    t = tokens[i]
-    if t.lower == "not" and i + 1 < len(tokens) and tokens[i + 1].lower == "only":
-        return False
-    return t.lower in NEGATIONS or t.lower.endswith("n't")
+def _negation_scopes(clause: Clause) -> list[set[str]]:
+    """What each negation cue governs: the next two content words ("did not *change sleep*", "no *longer
+    significant*", "rather than *disease*")."""
+    scopes: list[set[str]] = []
+    tokens = [t for t in clause.tokens if t.index not in quoted_indices(clause.tokens)]
+    for i in range(len(tokens)):
+        if tokens[i].kind != "word" or not negation_cue(tokens, i):
+            continue
+        scope: set[str] = set()
+        for nxt in tokens[i + 1 : i + 8]:
+            if nxt.lower in {",", ";", ".", "(", ")"} or len(scope) == 2:
+                break
+            if is_content(nxt) or direction_of(nxt.lower):
+                scope.add(nxt.stem)
+        if scope:
+            scopes.append(scope)
+    return scopes
 
 
 def _negation(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
-    sentence_heads = {h for clause in claim.clauses for h in _negation_heads(clause)}
-    fact_heads = {h for fact in evidence for clause in fact.clauses for h in _negation_heads(clause)}
-    negated_in_facts = any(clause.negated for fact in evidence for clause in fact.clauses)
-    # A negation the facts do not have.
-    if claim.negated and not negated_in_facts:
-        return GuardFinding("negation", "The sentence negates a claim that the cited facts state positively.")
-    for head in sentence_heads:
-        if head not in fact_heads and head not in _all_negated_scope(evidence):
-            return GuardFinding("negation", f"The sentence negates '{head}', which the cited facts do not negate.")
-    # A negation the sentence drops: it restates a negated claim without the negation.
-    for fact in evidence:
-        for clause in fact.clauses:
-            for head in _negation_heads(clause):
-                if head in claim.content and head not in sentence_heads:
-                    return GuardFinding(
-                        "negation", f"The cited fact negates '{head}', but the sentence states it positively."
-                    )
+    fact_words = {t.lower for fact in evidence for t in fact.tokens}
+    for token in claim.tokens:
+        if token.lower in STRONG_NEGATIONS and token.lower not in fact_words:
+            return GuardFinding("negation", f"'{token.surface}' is stronger than any negation in the cited facts.")
+    negated_in_facts = [clause for fact in evidence for clause in fact.clauses if clause.negated]
+    for clause in claim.clauses:
+        if not clause.negated:
+            continue
+        # A negation the facts do not have: the negated words must be negated in a cited fact too.
+        negated_there = set().union(*(c.content for c in negated_in_facts)) if negated_in_facts else set()
+        for scope in _negation_scopes(clause):
+            if not negated_in_facts or not (scope & negated_there):
+                return GuardFinding(
+                    "negation", "The sentence negates a claim that the cited facts state positively."
+                )
+    # A negation the sentence drops: it restates a negated clause without as many negations over the
+    # words it keeps ("did not proceed without a catalyst" -> "proceeded without a catalyst").
+    for fact_clause in negated_in_facts:
+        if not _restated(fact_clause, claim):
+            continue
+        closest = _closest_clause(fact_clause, claim)
+        kept = [scope & closest.content for scope in _negation_scopes(fact_clause)]
+        kept = [k for k in kept if k]
+        if len(kept) > len(_negation_scopes(closest)):
+            word = sorted(kept[0])[0]
+            return GuardFinding("negation", f"The cited fact negates '{word}', but the sentence states it positively.")
     return None
-
-
-def _all_negated_scope(evidence: list[Claim]) -> set[str]:
-    scope: set[str] = set()
-    for fact in evidence:
-        for clause in fact.clauses:
-            if clause.negated:
-                scope |= clause.content
-    return scope
 
 
 def _direction(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
@@ -185,30 +185,39 @@ def _direction(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
     return None
 
 
-def _object_of(claim: Claim, index: int) -> str | None:
-    """The first content word after a direction word: what goes up or down."""
-    for t in claim.tokens[index + 1 : index + 5]:
-        if t.lower in {",", ";", "."}:
-            return None
+_OBJECT_STOPS = frozenset({",", ";", ".", "(", ")", "and", "or", "but", "whereas", "while", "than"})
+
+
+def _object_of(claim: Claim, index: int) -> set[str]:
+    """Up to three content words after a direction word: what goes up or down."""
+    found: set[str] = set()
+    for t in claim.tokens[index + 1 : index + 8]:
+        if t.lower in _OBJECT_STOPS or len(found) == 3:
+            break
         if is_content(t) and direction_of(t.lower) is None and not t.stem.startswith("unit:"):
-            return t.stem
-    return None
+            found.add(t.stem)
+    return found
 
 
 def _bound_direction(claim: Claim, token: Token, evidence: list[Claim]) -> str | None:
-    """The object of ``token`` when every direction word the facts attach to it says the opposite."""
+    """The object of ``token`` when the direction the facts attach to that object is the opposite."""
     direction = direction_of(token.lower)
     target = _object_of(claim, token.index)
-    if direction is None or target is None:
+    if direction is None or not target:
         return None
     axis, sign = direction
-    signs = set()
+    best_overlap, signs = 0, set()
     for fact in evidence:
         for t in fact.tokens:
             d = direction_of(t.lower)
-            if d is not None and d[0] == axis and _object_of(fact, t.index) == target:
+            if d is None or d[0] != axis:
+                continue
+            overlap = len(_object_of(fact, t.index) & target)
+            if overlap > best_overlap:
+                best_overlap, signs = overlap, {d[1]}
+            elif overlap == best_overlap and overlap:
                 signs.add(d[1])
-    return target if signs and sign not in signs else None
+    return ", ".join(sorted(target)) if signs and sign not in signs else None
 
 
 def _restated(clause: Clause, claim: Claim) -> bool:
@@ -269,66 +278,83 @@ def _universals(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
 
 
 def _bindings(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
-    """Values and names kept but attached to the wrong thing ("0.91 for A and 0.78 for B" swapped)."""
+    """Values and names kept but attached to the wrong thing ("20% in A and 10% in B" -> "10% in A")."""
+    swapped = _number_context(claim, evidence) or _number_order(claim, evidence)
+    if swapped:
+        return GuardFinding("role_swap", swapped)
     for fact in evidence:
-        swapped = _number_binding(claim, fact) or _number_subject(claim, fact) or _entity_order(claim, fact)
+        swapped = _entity_order(claim, fact)
         if swapped:
             return GuardFinding("role_swap", swapped)
     return None
 
 
-def _after_number(claim: Claim, index: int) -> str | None:
-    for t in claim.tokens[index + 1 : index + 5]:
-        if t.kind == "number" or t.lower in {",", ";", ".", "(", ")"}:
-            return None
-        if is_content(t) and not t.stem.startswith("unit:"):
-            return t.stem
-    return None
+_CONTEXT_STOPS = frozenset({",", ";", "(", ")", "and", "or", "but", "whereas", "while", "than"})
 
 
-def _number_binding(claim: Claim, fact: Claim) -> str | None:
-    """Two values that trade the things they are given for: fact "0.91 for A, 0.78 for B", sentence the reverse."""
-    bound: dict[str, set[float]] = {}
-    for q in fact.quantities:
-        stem = _after_number(fact, q.index)
-        if stem:
-            bound.setdefault(stem, set()).add(q.value)
-    said = {q.value: _after_number(claim, q.index) for q in claim.quantities}
-    for value, stem in said.items():
-        if not stem or stem not in bound or value in bound[stem]:
-            continue
-        for other in bound[stem]:
-            other_stem = said.get(other)
-            if other_stem and value in bound.get(other_stem, set()):
-                return f"It swaps what {value:g} and {other:g} are given for, compared with the cited fact."
-    return None
+def _context(claim: Claim, q: Quantity) -> set[str]:
+    """What a number is about: the content words after it up to the next separator or number; for a
+    number in brackets ("the tropics (0.75 °C per decade)"), the words before the bracket."""
+    tokens = claim.tokens
+    # Only a value opening its bracket annotates what stands before it; "(adjusted HR 1.12" does not.
+    before = [t for t in tokens[max(0, q.index - 2) : q.index] if t.lower not in {"<", ">", "=", "~", "≤", "≥"}]
+    opening = before[-1].index if before and before[-1].lower == "(" else None
+    if opening is not None:
+        span = reversed(tokens[max(0, opening - 4) : opening])
+    else:
+        span = iter(tokens[q.index + 1 : q.index + 8])
+    words: set[str] = set()
+    previous: Token | None = tokens[q.index]
+    for t in span:
+        if t.lower in _CONTEXT_STOPS or t.kind == "number":
+            break
+        attached_unit = t.stem.startswith("unit:") and previous is not None and previous.kind == "number"
+        if is_content(t) and not attached_unit and direction_of(t.lower) is None:
+            words.add(t.stem)
+        previous = t
+    return words
 
 
-def _before_number(claim: Claim, index: int) -> str | None:
-    """The nearest content word before a number ("nitrate by 20%"), unless another number stands between."""
-    for t in reversed(claim.tokens[max(0, index - 4) : index]):
-        if t.kind == "number" or t.lower in {",", ";", "(", ")"}:
-            return None
-        if is_content(t) and not t.stem.startswith("unit:") and direction_of(t.lower) is None:
-            return t.stem
-    return None
-
-
-def _number_subject(claim: Claim, fact: Claim) -> str | None:
-    """A value moved onto another thing the fact quantifies: fact "nitrate by 20% and phosphate by
-    10%", sentence "nitrate by 10%"."""
-    values_of: dict[str, set[float]] = {}
-    subjects_of: dict[float, set[str | None]] = {}
-    for q in fact.quantities:
-        subject = _before_number(fact, q.index)
-        subjects_of.setdefault(q.value, set()).add(subject)
-        if subject:
-            values_of.setdefault(subject, set()).add(q.value)
+def _number_context(claim: Claim, evidence: list[Claim]) -> str | None:
+    facts = []
+    for fact in evidence:
+        about: dict[float, set[str]] = {}
+        for q in fact.quantities:
+            about.setdefault(q.value, set()).update(_context(fact, q))
+        facts.append(about)
     for q in claim.quantities:
-        subject = _before_number(claim, q.index)
-        known = subjects_of.get(q.value, set())
-        if subject and subject in values_of and q.value not in values_of[subject] and known and None not in known:
-            return f"It gives {q.describe()} for '{subject}', but the cited fact gives that value for something else."
+        said = _context(claim, q)
+        homes = [about for about in facts if about.get(q.value)]
+        if not homes:
+            continue  # no cited fact says what this value is about
+        # The fact whose words around this value best match the sentence's is where it comes from.
+        best = max(len(about[q.value] & said) for about in homes)
+        for about in (h for h in homes if len(h[q.value] & said) == best):
+            for word in sorted(said):
+                owners = {value for value, words in about.items() if word in words}
+                if owners and q.value not in owners:
+                    return (
+                        f"It gives {q.describe()} for '{word}', but the cited fact gives that value for something else."
+                    )
+    return None
+
+
+def _transitions(claim: Claim) -> set[tuple[float, float]]:
+    """Value pairs joined by "to" ("from 7.2% to 5.1%"): their order is the direction of a change."""
+    pairs = set()
+    quantities = claim.quantities
+    for first, second in itertools.pairwise(quantities):
+        between = [t.lower for t in claim.tokens[first.index + 1 : second.index]]
+        if "to" in between and len(between) <= 4 and not {",", ";", "and"} & set(between):
+            pairs.add((first.value, second.value))
+    return pairs
+
+
+def _number_order(claim: Claim, evidence: list[Claim]) -> str | None:
+    stated = set().union(*(_transitions(fact) for fact in evidence)) if evidence else set()
+    for first, second in _transitions(claim):
+        if (second, first) in stated and (first, second) not in stated:
+            return f"It goes from {first:g} to {second:g}; the cited facts go from {second:g} to {first:g}."
     return None
 
 

@@ -40,17 +40,34 @@ def verify(request: VerifierInput) -> VerifierOutput:
         aliases.update(abbreviations(fact))
     have = _with_aliases(claim.content, aliases)
 
-    for stems, numbers, _link in _segments(request.sentence):
+    sentence_numbers = number_stems(claim.quantities)
+    sentence_entities = entity_stems(claim)
+    for stems, _numbers, _link in _segments(request.sentence):
         stems = _with_aliases(stems, aliases)
         if not stems:
             continue
-        best_id, missing = _best_cover(stems, numbers, evidence)
+        best_id, clause, missing = _best_cover(stems, evidence, aliases)
         if missing:
             listing = ", ".join(sorted(m.lstrip("#") for m in missing)[:5])
             return VerifierOutput(
                 verdict="unsupported",
                 failure_mode="unsupported_content",
                 reason=f"No single cited fact states this part of the sentence (not in {best_id}: {listing}).",
+            )
+        assert clause is not None
+        elided = _elided(clause, stems, have | sentence_numbers, aliases, entity_stems(evidence[best_id]))
+        if elided:
+            return VerifierOutput(
+                verdict="unsupported",
+                failure_mode="scope_widened",
+                reason=f"The sentence leaves out '{elided}', which {best_id} states within the same claim.",
+            )
+        foreign = _foreign_entities(evidence[best_id], sentence_entities, stems)
+        if foreign:
+            return VerifierOutput(
+                verdict="unsupported",
+                failure_mode="entity_mismatch",
+                reason=f"{best_id} is about {foreign}, which the sentence never names; it cannot state this part.",
             )
 
     for fact_id, fact in evidence.items():
@@ -89,11 +106,12 @@ def _segments(sentence: str) -> list[tuple[set[str], set[str], set[str]]]:
     """
     parts: list[list[Token]] = [[]]
     links: list[set[str]] = [set()]
+    clause_starts = {c.tokens[0].index for c in analyse(sentence).clauses[1:]}
     tokens = tokenize(sentence)
     current = 0
     main = 0  # the part a relative clause returns to when it closes
     for i, token in enumerate(tokens):
-        if token.lower in _SEGMENT_BREAKS:
+        if token.lower in _SEGMENT_BREAKS or token.index in clause_starts:
             parts.append([])
             links.append(set())
             current = main = len(parts) - 1
@@ -114,14 +132,120 @@ def _segments(sentence: str) -> list[tuple[set[str], set[str], set[str]]]:
     return out
 
 
-def _best_cover(stems: set[str], numbers: set[str], evidence: dict[str, Claim]) -> tuple[str, set[str]]:
-    best_id, best_missing = "", stems
+def _best_cover(
+    stems: set[str], evidence: dict[str, Claim], aliases: dict[str, set[str]]
+) -> tuple[str, Clause | None, set[str]]:
+    """The fact clause that states most of ``stems``; what it lacks (empty when it states them all)."""
+    best: tuple[str, Clause | None, set[str]] = ("", None, stems)
     for fact_id, fact in evidence.items():
-        available = fact.content | number_stems(fact.quantities)
-        missing = stems - available
-        if len(missing) < len(best_missing) or not best_id:
-            best_id, best_missing = fact_id, missing
-    return best_id, best_missing
+        for index, clause in enumerate(fact.clauses):
+            available = _with_aliases(clause.content | clause.qualifier_stems, aliases)
+            available |= number_stems(clause.quantities)
+            if clause.shares_subject and index > 0:
+                # "X increased A and decreased B": the subject of "decreased" is X. Which verb goes
+                # with which object is the guard's direction check.
+                previous = fact.clauses[index - 1]
+                available |= previous.content | previous.qualifier_stems | number_stems(previous.quantities)
+            missing = stems - available
+            if best[1] is None or len(missing) < len(best[2]):
+                best = (fact_id, clause, missing)
+    return best
+
+
+def _elided(
+    clause: Clause, stems: set[str], sentence: set[str], aliases: dict[str, set[str]], entities: set[str]
+) -> str | None:
+    """A word the fact states between words the sentence keeps ("per capita CO2 emissions" ->
+    "CO2 emissions", "slightly soluble" -> "soluble"): leaving it out changes the claim."""
+    sequence: list[str] = []
+    adjacent: list[bool] = []  # whether the word directly precedes the next one (no comma, no function word)
+    span_of: list[int] = []  # which part between commas, "and" and "or" the word stands in
+    span = 0
+    depth = 0
+    previous: Token | None = None
+    for t in clause.tokens:
+        depth += (t.lower in {"(", "["}) - (t.lower in {")", "]"})
+        if depth > 0 or t.lower in {")", "]"}:
+            previous = None
+            continue  # a bracketed aside ("(HR 0.92)", "(Lee et al., 2021)") may go
+        if t.lower in {",", ";", "and", "or"}:
+            span += 1
+        attached_unit = t.stem.startswith("unit:") and previous is not None and previous.kind == "number"
+        word = None
+        if t.kind == "number" and t.value is not None:
+            word = f"#{t.value:g}"
+        elif is_content(t) and not attached_unit:
+            word = t.stem
+        if word is not None:
+            if adjacent:
+                adjacent[-1] = previous is not None and previous.stem == sequence[-1]
+            sequence.append(word)
+            adjacent.append(False)
+            span_of.append(span)
+        previous = t
+    wanted = {s for s in stems if s in sequence}
+    window = _smallest_window(sequence, wanted)
+    if window is None:
+        return None
+    kept = _with_aliases(sentence, aliases)
+    start = window[0]
+    # A modifier right before the first kept word belongs to it ("per capita CO2 emissions").
+    if start > 0 and adjacent[start - 1] and sequence[start - 1] not in kept:
+        start -= 1
+    for position in range(start, window[1] + 1):
+        word = sequence[position]
+        if word in kept or word.startswith("#"):
+            continue
+        # Only a word inside a stretch the sentence keeps on both sides is left out of the claim;
+        # a whole coordinated part ("radius ... and an orbital period") may go.
+        same_span = [i for i in range(start, window[1] + 1) if span_of[i] == span_of[position]]
+        kept_before = any(sequence[i] in kept for i in same_span if i < position)
+        kept_after = any(sequence[i] in kept for i in same_span if i > position)
+        if not (kept_after and (kept_before or position == start)):
+            continue
+        if word in GENERIC_HEADS and _next_to_kept_name(position, sequence, entities, kept):
+            continue  # "the PTEN gene" -> "PTEN": the name carries the meaning
+        return word
+    return None
+
+
+def _next_to_kept_name(position: int, sequence: list[str], entities: set[str], kept: set[str]) -> bool:
+    neighbours = sequence[max(0, position - 1) : position] + sequence[position + 1 : position + 2]
+    return any(n in entities and n in kept for n in neighbours)
+
+
+def _smallest_window(sequence: list[str], wanted: set[str]) -> tuple[int, int] | None:
+    if not wanted:
+        return None
+    counts: dict[str, int] = {}
+    have = 0
+    best: tuple[int, int] | None = None
+    left = 0
+    for right, word in enumerate(sequence):
+        if word in wanted:
+            counts[word] = counts.get(word, 0) + 1
+            if counts[word] == 1:
+                have += 1
+        while have == len(wanted):
+            if best is None or right - left < best[1] - best[0]:
+                best = (left, right)
+            gone = sequence[left]
+            if gone in wanted:
+                counts[gone] -= 1
+                if counts[gone] == 0:
+                    have -= 1
+            left += 1
+    return best
+
+
+def _foreign_entities(fact: Claim, sentence_entities: set[str], segment: set[str]) -> str | None:
+    """A fact about another named thing ("Drug B", "sample S2") lending a part to a sentence about a
+    different one ("Drug A"): the part is then said of the wrong thing."""
+    theirs = entity_stems(fact) - sentence_entities - segment
+    ours = sentence_entities - entity_stems(fact)
+    if theirs and ours:
+        return "'" + "', '".join(sorted(theirs)) + "'"
+    return None
 
 
 def _with_aliases(stems: set[str], aliases: dict[str, set[str]]) -> set[str]:
