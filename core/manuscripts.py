@@ -20,9 +20,7 @@ def create_manuscript(session: Session, *, tenant_id: int, title: str, user_id: 
 
 
 def list_manuscripts(session: Session, *, tenant_id: int) -> list[Manuscript]:
-    return list(
-        session.scalars(select(Manuscript).where(Manuscript.tenant_id == tenant_id).order_by(Manuscript.id))
-    )
+    return list(session.scalars(select(Manuscript).where(Manuscript.tenant_id == tenant_id).order_by(Manuscript.id)))
 
 
 def get_manuscript(session: Session, *, tenant_id: int, manuscript_id: int) -> Manuscript:
@@ -70,9 +68,7 @@ def list_paragraphs(session: Session, *, tenant_id: int, manuscript_id: int) -> 
 
 
 def get_paragraph(session: Session, *, tenant_id: int, paragraph_id: int) -> Paragraph:
-    paragraph = session.scalar(
-        select(Paragraph).where(Paragraph.tenant_id == tenant_id, Paragraph.id == paragraph_id)
-    )
+    paragraph = session.scalar(select(Paragraph).where(Paragraph.tenant_id == tenant_id, Paragraph.id == paragraph_id))
     if paragraph is None:
         raise NotFoundError(f"Paragraph {paragraph_id} does not exist in this workspace.")
     return paragraph

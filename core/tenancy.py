@@ -28,9 +28,7 @@ def bootstrap(session: Session) -> Identity:
         tenant = Tenant(slug=DEFAULT_TENANT_SLUG, name="Default workspace")
         session.add(tenant)
         session.flush()
-    user = session.scalar(
-        select(User).where(User.tenant_id == tenant.id, User.email == DEFAULT_USER_EMAIL)
-    )
+    user = session.scalar(select(User).where(User.tenant_id == tenant.id, User.email == DEFAULT_USER_EMAIL))
     if user is None:
         user = User(tenant_id=tenant.id, email=DEFAULT_USER_EMAIL, display_name="Researcher", role="researcher")
         session.add(user)

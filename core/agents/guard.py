@@ -143,9 +143,7 @@ def _negation(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
         negated_there = set().union(*(c.content for c in negated_in_facts)) if negated_in_facts else set()
         for scope in _negation_scopes(clause):
             if not negated_in_facts or not (scope & negated_there):
-                return GuardFinding(
-                    "negation", "The sentence negates a claim that the cited facts state positively."
-                )
+                return GuardFinding("negation", "The sentence negates a claim that the cited facts state positively.")
     # A negation the sentence drops: it restates a negated clause without as many negations over the
     # words it keeps ("did not proceed without a catalyst" -> "proceeded without a catalyst").
     for fact_clause in negated_in_facts:
