@@ -81,7 +81,7 @@ RESTRICTIVE_QUANTIFIERS = frozenset(
 QUALIFIER_PREPOSITIONS = frozenset(
     """
     in among for within under at during on with after before when if unless except only over aged below
-    above
+    above between since until through throughout
     """.split()
 )
 CLAUSE_BREAKS = frozenset(["whereas", "while", "but", "although", "though", "however", "yet"])
@@ -509,6 +509,13 @@ class Quantity:
 class Clause:
     tokens: list[Token]
     shares_subject: bool = False  # "... and decreased Y": the verb's subject is the previous clause's
+    bracketed: set[str] = field(default_factory=set)  # content found only inside brackets: asides
+
+    @property
+    def core(self) -> set[str]:
+        """What the clause claims, without its restrictions and bracketed asides."""
+        return (self.content - self.qualifier_stems - self.bracketed) or self.content
+
     content: set[str] = field(default_factory=set)  # content stems
     qualifiers: list[set[str]] = field(default_factory=list)  # content stems of each qualifier phrase
     qualifier_stems: set[str] = field(default_factory=set)
@@ -624,6 +631,25 @@ def is_content(token: Token) -> bool:
 _RANGE_OPENERS = frozenset({"between"})
 
 
+def content_positions(tokens: list[Token]) -> list[int]:
+    """Positions (in ``tokens``) of the content words; a unit right after its number belongs to the
+    number, and "between" before a number says what "from" says."""
+    return [i for i, t in enumerate(tokens) if t.stem in content_stems([t]) and _counts_here(tokens, i)]
+
+
+def _counts_here(tokens: list[Token], i: int) -> bool:
+    t = tokens[i]
+    if t.lower in _RANGE_OPENERS and i + 1 < len(tokens) and tokens[i + 1].kind == "number":
+        return False
+    return not (
+        t.stem.startswith("unit:")
+        and i > 0
+        and (
+            tokens[i - 1].kind == "number" or (tokens[i - 1].lower == "-" and i > 1 and tokens[i - 2].kind == "number")
+        )
+    )
+
+
 def content_stems(tokens: list[Token]) -> set[str]:
     """Stems of the content words; a unit right after its number belongs to the number."""
     stems: set[str] = set()
@@ -729,6 +755,19 @@ _APPENDED = frozenset({"with", "including", "ranging"})
 _AUXILIARIES = frozenset({"had", "has", "have", "was", "were", "is", "are", "did", "does", "showed", "remained"})
 
 
+def _list_item_before(tokens: list[Token], comma: int) -> bool:
+    """ ", and" closing a list ("age, sex, and STS score"): the item before the comma is a word or two."""
+    words = 0
+    for t in reversed(tokens[:comma]):
+        if t.lower == ",":
+            return words <= 2
+        if t.kind != "symbol":
+            words += 1
+        if words > 2:
+            return False
+    return False
+
+
 def _split_clauses(tokens: list[Token]) -> list[list[Token]]:
     clauses: list[list[Token]] = [[]]
     depth = 0
@@ -744,7 +783,7 @@ def _split_clauses(tokens: list[Token]) -> list[list[Token]]:
             token.lower == "and"
             and i > 0
             and (
-                tokens[i - 1].lower == ","
+                (tokens[i - 1].lower == "," and not _list_item_before(tokens, i - 1))
                 or (
                     i + 1 < len(tokens)
                     and (
@@ -768,6 +807,17 @@ _DISCOURSE = frozenset({"summary", "conclusion", "addition", "contrast", "partic
 """'In summary,' and its kin link a sentence to its neighbours; they restrict nothing."""
 
 
+def _bracketed_only(tokens: list[Token]) -> set[str]:
+    inside: set[str] = set()
+    outside: set[str] = set()
+    depth = 0
+    for t in tokens:
+        depth += (t.lower in {"(", "["}) - (t.lower in {")", "]"})
+        if is_content(t):
+            (inside if depth > 0 else outside).add(t.stem)
+    return inside - outside
+
+
 def _looks_like_verb(token: Token) -> bool:
     # No tagger here: a past form ("treated", "indicated") ends the phrase that restricts it.
     return token.kind == "word" and len(token.lower) > 4 and token.lower.endswith("ed")
@@ -784,7 +834,8 @@ def _qualifiers(tokens: list[Token]) -> list[set[str]]:
         if discourse:
             i += 2
             continue
-        if token.lower in QUALIFIER_PREPOSITIONS and not (
+        dated = token.lower == "from" and i + 1 < len(tokens) and tokens[i + 1].kind == "number"
+        if (token.lower in QUALIFIER_PREPOSITIONS or dated) and not (
             any(t.stem == "compar" or t.lower == "than" for t in behind) and any(t.kind == "number" for t in behind)
         ):
             stems: set[str] = set()
@@ -870,14 +921,28 @@ def analyse(text: str) -> Claim:
         first = clause.tokens[0]
         comma_before = first.index > 0 and tokens[first.index - 1].lower == ","
         clause.shares_subject = first.lower == "and" and not comma_before
-    # A leading qualifier ("In sandy soils, ...") restricts every clause of the sentence.
-    if tokens and tokens[0].lower in QUALIFIER_PREPOSITIONS:
-        comma = next((t.index for t in tokens if t.lower == ","), None)
+    # A fronted phrase ("In adults aged 65 years or older, ...", "Between 2000 and 2010, ...") restricts
+    # every clause after it, as one qualifier.
+    fronted = bool(tokens) and (
+        tokens[0].lower in QUALIFIER_PREPOSITIONS
+        or (tokens[0].lower == "from" and len(tokens) > 1 and tokens[1].kind == "number")
+    )
+    if fronted:
+        comma = next((t.index for t in tokens[:12] if t.lower == ","), None)
+        phrase = tokens[:comma] if comma is not None else []
+        if any(t.lower in _AUXILIARIES or t.lower == "that" or _looks_like_verb(t) for t in phrase):
+            comma = None  # "In situ DRIFTS indicated that ...," is a clause, not a fronted restriction
         if comma is not None and clauses:
-            lead = _qualifiers(tokens[:comma])
-            for clause in clauses[1:]:
-                clause.qualifiers.extend(lead)
-                clause.qualifier_stems |= set().union(*lead) if lead else set()
+            lead = content_stems(phrase) | {
+                f"#{t.value:g}" for t in phrase if t.kind == "number" and t.value is not None
+            }
+            lead -= {"summari", "conclus", "addit", "contrast", "particular"}  # "In summary," restricts nothing
+            if lead:
+                for clause in clauses:
+                    clause.qualifiers.append(lead)
+                    clause.qualifier_stems |= lead
+    for clause in clauses:
+        clause.bracketed = _bracketed_only(clause.tokens)
     return Claim(
         text=text,
         tokens=tokens,

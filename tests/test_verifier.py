@@ -1,7 +1,10 @@
 """The Verifier (local model + deterministic guard) against adversarial and near-verbatim cases.
 
-Two case files were written independently of the implementation: ``verifier_cases.jsonl`` and
-``verifier_holdout.jsonl``. The target is zero false supports; near-verbatim sentences must stay
+Four case files were written independently of the implementation, each by an author who saw
+neither the code nor the other files: ``verifier_cases.jsonl`` (adversarial edits by category),
+``verifier_holdout.jsonl`` (hand-written, statistics-heavy facts), ``verifier_redteam.jsonl`` (edits
+aimed at a lexical verifier: function words, elided modifiers, values moved within a fact) and
+``verifier_blind.jsonl`` (an examiner's set over the issue's categories). The target is zero false supports; near-verbatim sentences must stay
 supported. The hand-written cases below pin down each failure mode by name.
 """
 
@@ -31,7 +34,7 @@ def load_cases(name: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-CASE_FILES = ["verifier_cases.jsonl", "verifier_holdout.jsonl"]
+CASE_FILES = ["verifier_cases.jsonl", "verifier_holdout.jsonl", "verifier_redteam.jsonl", "verifier_blind.jsonl"]
 
 
 @pytest.mark.parametrize("name", CASE_FILES)
@@ -61,8 +64,16 @@ def test_near_verbatim_sentences_stay_supported(name: str) -> None:
             rejected.append((case["category"], mode, case["sentence"]))
     # A near-verbatim sentence may still fail when it adds a word the fact lacks or spells out an
     # abbreviation the fact never defines ("LBBB"); that is the price of zero false supports.
-    near = [c for c in cases if c["category"] in ("near_verbatim", "number_formats")]
-    near_rejected = [r for r in rejected if r[0] in ("near_verbatim", "number_formats")]
+    near_kinds = (
+        "near_verbatim",
+        "number_formats",
+        "supported_number_format",
+        "supported_preamble_dropped",
+        "supported_tense",
+        "supported_reference_dropped",
+    )
+    near = [c for c in cases if c["category"] in near_kinds]
+    near_rejected = [r for r in rejected if r[0] in near_kinds]
     assert len(near_rejected) <= 0.1 * len(near), near_rejected
     # Combinations across facts are read conservatively; most must still pass.
     assert len(rejected) <= 0.15 * len(cases), rejected

@@ -130,6 +130,11 @@ def _negation_scopes(clause: Clause) -> list[set[str]]:
     return scopes
 
 
+def _negation_count(clause: Clause) -> int:
+    tokens = [t for t in clause.tokens if t.index not in quoted_indices(clause.tokens)]
+    return sum(1 for i in range(len(tokens)) if tokens[i].kind == "word" and negation_cue(tokens, i))
+
+
 def _negation(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
     fact_words = {t.lower for fact in evidence for t in fact.tokens}
     for token in claim.tokens:
@@ -144,6 +149,14 @@ def _negation(claim: Claim, evidence: list[Claim]) -> GuardFinding | None:
         for scope in _negation_scopes(clause):
             if not negated_in_facts or not (scope & negated_there):
                 return GuardFinding("negation", "The sentence negates a claim that the cited facts state positively.")
+    # A negation the sentence adds to a clause it restates ("proceeded without" -> "did not proceed without").
+    fact_clauses = [clause for fact in evidence for clause in fact.clauses]
+    for clause in claim.clauses:
+        if not clause.negated or not fact_clauses:
+            continue
+        source = max(fact_clauses, key=lambda c: len(c.content & clause.content))
+        if _negation_count(clause) > _negation_count(source):
+            return GuardFinding("negation", "The sentence adds a negation that the cited fact does not have.")
     # A negation the sentence drops: it restates a negated clause without as many negations over the
     # words it keeps ("did not proceed without a catalyst" -> "proceeded without a catalyst").
     for fact_clause in negated_in_facts:
@@ -219,7 +232,7 @@ def _bound_direction(claim: Claim, token: Token, evidence: list[Claim]) -> str |
 
 
 def _restated(clause: Clause, claim: Claim) -> bool:
-    core = clause.content - clause.qualifier_stems or clause.content
+    core = clause.core
     if not core:
         return False
     shared = core & claim.content

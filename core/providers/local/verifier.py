@@ -17,6 +17,7 @@ from core.claims import (
     Token,
     abbreviations,
     analyse,
+    content_positions,
     content_stems,
     entity_stems,
     fronted_stems,
@@ -163,6 +164,7 @@ def _elided(
     span = 0
     depth = 0
     previous: Token | None = None
+    counted = {clause.tokens[i].index for i in content_positions(clause.tokens)}
     for t in clause.tokens:
         depth += (t.lower in {"(", "["}) - (t.lower in {")", "]"})
         if depth > 0 or t.lower in {")", "]"}:
@@ -170,11 +172,10 @@ def _elided(
             continue  # a bracketed aside ("(HR 0.92)", "(Lee et al., 2021)") may go
         if t.lower in {",", ";", "and", "or"}:
             span += 1
-        attached_unit = t.stem.startswith("unit:") and previous is not None and previous.kind == "number"
         word = None
         if t.kind == "number" and t.value is not None:
             word = f"#{t.value:g}"
-        elif is_content(t) and not attached_unit:
+        elif t.index in counted:
             word = t.stem
         if word is not None:
             if adjacent:
@@ -260,7 +261,7 @@ def _with_aliases(stems: set[str], aliases: dict[str, set[str]]) -> set[str]:
 
 
 def _scope(clause: Clause, claim: Claim, content: set[str]) -> str | None:
-    core = clause.content - clause.qualifier_stems or clause.content
+    core = clause.core
     shared = core & content
     if not core or len(shared) < min(2, len(core)) or len(shared) / len(core) < 0.6:
         return None  # the sentence does not restate this clause
