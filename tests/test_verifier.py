@@ -2,10 +2,11 @@
 
 Four case files were written independently of the implementation, each by an author who saw
 neither the code nor the other files: ``verifier_cases.jsonl`` (adversarial edits by category),
-``verifier_holdout.jsonl`` (hand-written, statistics-heavy facts), ``verifier_redteam.jsonl`` (edits
-aimed at a lexical verifier: function words, elided modifiers, values moved within a fact) and
-``verifier_blind.jsonl`` (an examiner's set over the issue's categories). The target is zero false supports; near-verbatim sentences must stay
-supported. The hand-written cases below pin down each failure mode by name.
+``verifier_holdout.jsonl`` (hand-written, statistics-heavy facts), ``verifier_redteam.jsonl``
+(edits aimed at a lexical verifier: function words, elided modifiers, values moved within a fact)
+and ``verifier_blind.jsonl`` (an examiner's set over the issue's categories). The target is zero
+false supports; near-verbatim sentences must stay supported. The hand-written cases below pin
+down each failure mode by name.
 """
 
 from __future__ import annotations
