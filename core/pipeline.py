@@ -157,23 +157,7 @@ def _verify_one(
 ) -> VerifierOutput:
     known = get_facts_by_ref(session, tenant_id=ctx.tenant_id, manuscript_id=manuscript_id, refs=cites)
     facts = [FactText(ref, fact.text) for ref, fact in known.items()]
-    request = verifier.build_input(text, cites, facts)
-    if not request.facts:
-        # Nothing to show a model: the guard alone decides (no citation, or only unknown ones).
-        model = VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No known fact is cited.")
-    else:
-        model = gateway.run_agent(
-            "verifier",
-            request,
-            VerifierOutput,
-            ctx=ctx,
-            render={
-                "sentence": text,
-                "cited": ", ".join(cites),
-                "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts),
-            },
-        )
-    return verifier.guarded(model, text, cites, facts)
+    return verifier.judge(ctx, text, cites, facts)
 
 
 def _verify_all(

@@ -11,7 +11,6 @@ from typing import Any
 
 from core import gateway
 from core.agents import verifier
-from core.agents.contracts import VerifierOutput
 from core.agents.guard import FactText
 from core.errors import WorkbenchError
 
@@ -33,20 +32,5 @@ def parse_item(item: dict[str, Any]) -> tuple[str, list[str], list[FactText]]:
 
 def verify_item(item: dict[str, Any], *, ctx: gateway.CallContext) -> dict[str, Any]:
     sentence, cited, facts = parse_item(item)
-    request = verifier.build_input(sentence, cited, facts)
-    if request.facts:
-        model = gateway.run_agent(
-            "verifier",
-            request,
-            VerifierOutput,
-            ctx=ctx,
-            render={
-                "sentence": sentence,
-                "cited": ", ".join(cited),
-                "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts),
-            },
-        )
-    else:
-        model = VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No known fact is cited.")
-    verdict = verifier.guarded(model, sentence, cited, facts)
+    verdict = verifier.judge(ctx, sentence, cited, facts)
     return {"verdict": verdict.verdict, "failure_mode": verdict.failure_mode, "reason": verdict.reason}

@@ -53,8 +53,8 @@ def strings(at: AppTest) -> list[str]:
         for attr in ("value", "label", "body"):
             try:
                 value = getattr(node, attr, None)
-            except Exception:
-                continue
+            except (AttributeError, KeyError, TypeError, ValueError):
+                continue  # AppTest nodes raise for attributes their element kind lacks
             if isinstance(value, str) and value:
                 out.append(value)
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core import gateway
 from core.agents import guard
 from core.agents.contracts import CitedFact, VerifierInput, VerifierOutput
 from core.agents.guard import FactText
@@ -37,3 +38,24 @@ def combine(model: VerifierOutput, finding: guard.GuardFinding | None) -> Verifi
 def guarded(model: VerifierOutput, sentence: str, cited: Sequence[str], facts: Sequence[FactText]) -> VerifierOutput:
     """The final verdict for a sentence: the model's, lowered by the guard where it finds fault."""
     return combine(model, guard.check(sentence, cited, facts))
+
+
+def judge(ctx: gateway.CallContext, sentence: str, cited: Sequence[str], facts: Sequence[FactText]) -> VerifierOutput:
+    """Verify one sentence: the configured Verifier through the gateway, then the guard."""
+    request = build_input(sentence, cited, facts)
+    if not request.facts:
+        # Nothing to show a model: the guard alone decides (no citation, or only unknown ones).
+        model = VerifierOutput(verdict="unsupported", failure_mode="no_citation", reason="No known fact is cited.")
+    else:
+        model = gateway.run_agent(
+            "verifier",
+            request,
+            VerifierOutput,
+            ctx=ctx,
+            render={
+                "sentence": sentence,
+                "cited": ", ".join(cited),
+                "facts": "\n".join(f"{f.id}: {f.text}" for f in request.facts),
+            },
+        )
+    return guarded(model, sentence, cited, facts)
