@@ -23,12 +23,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
 from core import db, prompts
 from core.errors import WorkbenchError
+from core.settings import get_settings
 from core.tenancy import Identity, bootstrap
 
 
 def _identity() -> Identity:
+    db.migrate()  # idempotent; a fresh data directory works from the first command
     with db.session_scope() as session:
         return bootstrap(session)
 
@@ -87,6 +92,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         except WorkbenchError as error:
             failures += 1
             print(f"{path}: {error}", file=sys.stderr)
+        except OSError as error:
+            failures += 1
+            print(f"{path}: cannot read the file ({error.strerror}).", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -317,4 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except WorkbenchError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OperationalError as error:
+        url = make_url(get_settings().resolved_database_url).render_as_string(hide_password=True)
+        print(
+            f"error: the database at {url} cannot be reached or used ({type(error.orig).__name__}). "
+            "Check that it is running and that DATABASE_URL is right.",
+            file=sys.stderr,
+        )
         return 1

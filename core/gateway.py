@@ -104,10 +104,11 @@ def run_agent(
     rendered = prompt.render(**render)
     digest = input_hash(agent, prompt.version, model, payload)
     ctx.prompt_versions[agent] = prompt.version
+    call = _Call(ctx, agent, provider.name, model, prompt.version, digest)
 
     estimate = count_tokens(rendered, model) + prompt.max_tokens
     if estimate > stage_budget(agent, settings):
-        _record(ctx, agent, provider.name, model, prompt.version, digest, estimate, 0, True, 0.0, "BudgetExceeded")
+        call.record(estimate, 0, True, 0.0, "BudgetExceeded")
         raise BudgetExceededError(
             f"The {agent} input needs about {estimate} tokens, over its stage budget of "
             f"{stage_budget(agent, settings)}; raise BUDGET_{agent.upper()}"
@@ -131,81 +132,59 @@ def run_agent(
         result = provider.complete(request)
     except WorkbenchError as error:
         latency = (time.perf_counter() - started) * 1000
-        _record(
-            ctx, agent, provider.name, model, prompt.version, digest, estimate, 0, True, latency, type(error).__name__
-        )
+        call.record(estimate, 0, True, latency, type(error).__name__)
         raise
     latency = (time.perf_counter() - started) * 1000
     try:
         output = output_type.model_validate(result.output)
     except ValidationError as error:
-        _record(
-            ctx,
-            agent,
-            provider.name,
-            model,
-            prompt.version,
-            digest,
-            result.input_tokens,
-            result.output_tokens,
-            result.tokens_estimated,
-            latency,
-            "ContractError",
-        )
+        call.record(result.input_tokens, result.output_tokens, result.tokens_estimated, latency, "ContractError")
         raise ContractError(
             f"The {agent} answer broke its JSON contract ({error.error_count()} problems, first: "
             f"{error.errors()[0]['msg']}). Nothing was saved; try again or switch the provider."
         ) from error
     ctx.tool_calls.extend(result.tool_calls)
-    _record(
-        ctx,
-        agent,
-        provider.name,
-        model,
-        prompt.version,
-        digest,
-        result.input_tokens,
-        result.output_tokens,
-        result.tokens_estimated,
-        latency,
-        None,
-    )
+    call.record(result.input_tokens, result.output_tokens, result.tokens_estimated, latency, None)
     return output
 
 
-def _record(
-    ctx: CallContext,
-    agent: str,
-    provider: str,
-    model: str,
-    version: str,
-    digest: str,
-    input_tokens: int,
-    output_tokens: int,
-    estimated: bool,
-    latency_ms: float,
-    error_class: str | None,
-) -> None:
-    ctx.session.add(
-        LlmUsageEvent(
-            tenant_id=ctx.tenant_id,
-            trace_id=ctx.trace_id,
-            job_id=ctx.job_id,
-            paragraph_id=ctx.paragraph_id,
-            agent=agent,
-            provider=provider,
-            model=model,
-            prompt_version=version,
-            input_hash=digest,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            tokens_estimated=estimated,
-            cost_usd=0,
-            latency_ms=latency_ms,
-            error_class=error_class,
-            routing_tier="default",
-            routing_reason=f"WORKBENCH_PROVIDER={provider}",
+@dataclass(frozen=True)
+class _Call:
+    """What every usage event of one agent call shares."""
+
+    ctx: CallContext
+    agent: str
+    provider: str
+    model: str
+    prompt_version: str
+    input_hash: str
+
+    def record(
+        self, input_tokens: int, output_tokens: int, estimated: bool, latency_ms: float, error_class: str | None
+    ) -> None:
+        ctx = self.ctx
+        ctx.session.add(
+            LlmUsageEvent(
+                tenant_id=ctx.tenant_id,
+                trace_id=ctx.trace_id,
+                job_id=ctx.job_id,
+                paragraph_id=ctx.paragraph_id,
+                agent=self.agent,
+                provider=self.provider,
+                model=self.model,
+                prompt_version=self.prompt_version,
+                input_hash=self.input_hash,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                tokens_estimated=estimated,
+                cost_usd=0,
+                latency_ms=latency_ms,
+                error_class=error_class,
+                routing_tier="default",
+                routing_reason=f"WORKBENCH_PROVIDER={self.provider}",
+            )
         )
-    )
-    if error_class:
-        log.warning("agent call failed", extra={"trace_id": ctx.trace_id, "agent": agent, "error": error_class})
+        if error_class:
+            log.warning(
+                "agent call failed", extra={"trace_id": ctx.trace_id, "agent": self.agent, "error": error_class}
+            )

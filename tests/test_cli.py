@@ -93,3 +93,14 @@ def test_demo_ingest_draft_and_show(tmp_path: Path) -> None:
     bad.write_text("just some notes")
     ingest = run_cli("ingest", "1", str(bad), data_dir=tmp_path)
     assert ingest.returncode == 1 and "notes.pdf" in ingest.stderr and "Traceback" not in ingest.stderr
+
+
+def test_unreadable_file_and_unreachable_database_are_clear_errors(tmp_path: Path) -> None:
+    missing = run_cli("ingest", "1", str(tmp_path / "gone.pdf"), data_dir=tmp_path)
+    assert missing.returncode == 1 and "gone.pdf: cannot read the file" in missing.stderr
+    env = {**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    down = subprocess.run(
+        [sys.executable, "-m", "core", "manuscripts"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 1
+    assert "cannot be reached" in down.stderr and "Traceback" not in down.stderr
