@@ -39,6 +39,7 @@ lint: venv
 
 bench: venv
 	$(PY) bench/pipeline.py
+	$(PY) bench/gateway_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

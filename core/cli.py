@@ -10,23 +10,31 @@ python -m core draft PARAGRAPH_ID
 python -m core show PARAGRAPH_ID
 python -m core verify FILE.jsonl [-o OUT.jsonl]
 python -m core prompts lock
+python -m core kill-switch status      kill switch and open breakers
+python -m core kill-switch engage --reason TEXT [--actor NAME]
+python -m core kill-switch release [--actor NAME]
+python -m core breakers                every circuit breaker and its state
+python -m core breakers reset NAME [--actor NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from core import db, prompts
+from core import breakers, controls, db, prompts
 from core.errors import WorkbenchError
 from core.settings import get_settings
 from core.tenancy import Identity, bootstrap
@@ -267,6 +275,110 @@ def cmd_prompts_lock(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrated_engine() -> Engine:
+    db.migrate()  # idempotent, like every other command
+    return db.get_engine()
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment and no passwd entry
+        return "cli"
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "never"
+
+
+def cmd_kill_switch_status(_args: argparse.Namespace) -> int:
+    status = controls.status(_migrated_engine())
+    switch = status.kill_switch
+    print(f"kill switch: {'engaged' if switch.engaged else 'released'}")
+    print(f"  reason: {switch.reason or '-'}")
+    print(f"  actor:  {switch.actor or '-'}")
+    print(f"  since:  {_when(switch.changed_at)}")
+    for b in status.open_breakers:
+        print(f"breaker {b.name}: {b.state.replace('_', '-')} since {_when(b.opened_at)}: {b.reason}")
+    return 0
+
+
+def cmd_kill_switch_engage(args: argparse.Namespace) -> int:
+    if not (args.reason or "").strip():
+        print(
+            "error: say why: `python -m core kill-switch engage --reason TEXT`; the reason is shown on every page.",
+            file=sys.stderr,
+        )
+        return 2
+    engine = _migrated_engine()
+    actor = args.actor or _os_user()
+    if controls.set_kill_switch(engine, engaged=True, reason=args.reason, actor=actor):
+        print(f"kill switch engaged by {actor}: {args.reason.strip()}")
+    else:
+        switch = controls.status(engine).kill_switch
+        print(f"kill switch already engaged by {switch.actor} since {_when(switch.changed_at)}: {switch.reason}")
+    return 0
+
+
+def cmd_kill_switch_release(args: argparse.Namespace) -> int:
+    actor = args.actor or _os_user()
+    if controls.set_kill_switch(_migrated_engine(), engaged=False, reason="", actor=actor):
+        print(f"kill switch released by {actor}")
+    else:
+        print("kill switch was not engaged; nothing changed")
+    return 0
+
+
+def cmd_breakers(_args: argparse.Namespace) -> int:
+    rows = breakers.list_breakers(_migrated_engine())
+    if not rows:
+        print("no breakers yet: each appears with the first call it guards")
+        return 0
+    print("name\tstate\topened at\twindow failures/total\treason")
+    for b in rows:
+        opened = _when(b.opened_at) if b.opened_at else "-"
+        print(f"{b.name}\t{b.state}\t{opened}\t{b.window_failures}/{b.window_total}\t{b.reason or '-'}")
+    return 0
+
+
+def cmd_breakers_reset(args: argparse.Namespace) -> int:
+    engine = _migrated_engine()
+    names = [b.name for b in breakers.list_breakers(engine)]
+    if args.name not in names:
+        known = ", ".join(names) or "none yet"
+        print(
+            f"error: no breaker named {args.name!r} (known: {known}); `python -m core breakers` lists them.",
+            file=sys.stderr,
+        )
+        return 2
+    actor = args.actor or _os_user()
+    if breakers.reset(engine, args.name, actor=actor):
+        print(f"breaker {args.name} reset to closed by {actor}")
+    else:
+        print(f"breaker {args.name} is already closed; nothing to reset")
+    return 0
+
+
+def _add_control_commands(sub: Any) -> None:
+    switch = sub.add_parser("kill-switch", help="freeze or resume all generation").add_subparsers(
+        dest="action", required=True
+    )
+    switch.add_parser("status", help="show the kill switch and open breakers").set_defaults(func=cmd_kill_switch_status)
+    engage = switch.add_parser("engage", help="stop every model call and new generation job now")
+    engage.add_argument("--reason", metavar="TEXT", help="why (required; shown to everyone on every page)")
+    engage.add_argument("--actor", metavar="NAME", help="who engages it (default: the OS user)")
+    engage.set_defaults(func=cmd_kill_switch_engage)
+    release = switch.add_parser("release", help="let generation run again")
+    release.add_argument("--actor", metavar="NAME", help="who releases it (default: the OS user)")
+    release.set_defaults(func=cmd_kill_switch_release)
+    listing = sub.add_parser("breakers", help="list circuit breakers, or reset one")
+    listing.set_defaults(func=cmd_breakers)
+    reset = listing.add_subparsers(dest="action").add_parser("reset", help="close a breaker by hand")
+    reset.add_argument("name", help="breaker name as `python -m core breakers` lists it, e.g. provider:openai")
+    reset.add_argument("--actor", metavar="NAME", help="who resets it (default: the OS user)")
+    reset.set_defaults(func=cmd_breakers_reset)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="OpusBlocks Workbench from the terminal.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -315,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
     prompt = sub.add_parser("prompts", help="prompt registry").add_subparsers(dest="action", required=True)
     prompt.add_parser("lock", help="pin new prompt versions in prompts.lock.json").set_defaults(func=cmd_prompts_lock)
+    _add_control_commands(sub)
     return parser
 
 

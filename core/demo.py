@@ -26,10 +26,15 @@ def demo_exists(session: Session, *, tenant_id: int) -> bool:
 def seed_demo(
     session: Session, *, identity: Identity, draft: bool = True, progress: ProgressFn = no_progress
 ) -> Manuscript:
-    """A manuscript with the three demo papers read, one paragraph per demo brief, the first drafted."""
+    """A manuscript with the three demo papers read, one paragraph per demo brief, the first drafted.
+
+    Commits after each step: every model call must run outside a write transaction (the
+    gateway's ledger writes on its own connection), so the steps cannot share one.
+    """
     manuscript = create_manuscript(
         session, tenant_id=identity.tenant_id, title=DEMO_MANUSCRIPT_TITLE, user_id=identity.user_id
     )
+    session.commit()
     papers = demo_pdfs()
     for number, (filename, data) in enumerate(papers, start=1):
         progress((number - 1) / (len(papers) + 1), f"Reading {filename}")
@@ -41,10 +46,12 @@ def seed_demo(
             data=data,
             trace_id=new_trace_id(),
         )
+        session.commit()
     paragraphs = [
         add_paragraph(session, tenant_id=identity.tenant_id, manuscript_id=manuscript.id, brief=brief)
         for brief in DEMO_BRIEFS
     ]
+    session.commit()
     if draft:
         progress(len(papers) / (len(papers) + 1), "Drafting the first paragraph")
         draft_paragraph(session, tenant_id=identity.tenant_id, user_id=identity.user_id, paragraph_id=paragraphs[0].id)

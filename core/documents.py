@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.chunking import chunk_pages
+from core.chunking import ChunkDraft, chunk_pages
 from core.errors import DuplicateDocumentError, NotFoundError
 from core.manuscripts import get_manuscript
 from core.models import Chunk, Document
@@ -45,7 +46,7 @@ def clean_filename(filename: str) -> str:
     return name[:FILENAME_MAX_CHARS] or "document.pdf"
 
 
-def _title(pages: list[str]) -> str | None:
+def title_of(pages: list[str]) -> str | None:
     """The first line of the first page with text (normalised pages have no blank lines)."""
     for page in pages:
         if page:
@@ -59,6 +60,19 @@ def _page_list(numbers: list[int]) -> str:
     return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
 
 
+@dataclass(frozen=True)
+class PreparedPdf:
+    """A PDF checked, extracted and chunked, nothing written yet."""
+
+    tenant_id: int
+    manuscript_id: int
+    filename: str
+    data: bytes
+    sha256: str
+    pages: list[str]
+    chunks: list[ChunkDraft]
+
+
 def ingest_pdf(
     session: Session,
     *,
@@ -69,6 +83,32 @@ def ingest_pdf(
     progress: ProgressFn | None = None,
 ) -> Document:
     """Validate, extract, chunk and store one PDF as a document of the manuscript; returns the flushed row."""
+    report = progress or no_progress
+    prepared = prepare_pdf(
+        session,
+        tenant_id=tenant_id,
+        manuscript_id=manuscript_id,
+        filename=filename,
+        data=data,
+        progress=scaled(report, 0.0, 0.9),
+    )
+    report(0.9, f"Saving {len(prepared.chunks)} chunk{'s' if len(prepared.chunks) != 1 else ''}")
+    document = save_pdf(session, prepared)
+    pages, chunks = len(prepared.pages), len(prepared.chunks)
+    report(1.0, f"Ingested {pages} page{'s' if pages != 1 else ''} into {chunks} chunks")
+    return document
+
+
+def prepare_pdf(
+    session: Session,
+    *,
+    tenant_id: int,
+    manuscript_id: int,
+    filename: str,
+    data: bytes,
+    progress: ProgressFn | None = None,
+) -> PreparedPdf:
+    """Every check, the text extraction and the chunking, reading the database but writing nothing."""
     report = progress or no_progress
     settings = get_settings()
     get_manuscript(session, tenant_id=tenant_id, manuscript_id=manuscript_id)
@@ -94,21 +134,26 @@ def ingest_pdf(
     blank = [number for number, text in enumerate(pages, start=1) if not text]
     if blank:
         report(0.8, f"Page{'s' if len(blank) > 1 else ''} {_page_list(blank)} had no text (scanned?) and were skipped")
-    report(0.82, "Chunking")
+    report(0.9, "Chunking")
     drafts = chunk_pages(pages, target_tokens=settings.chunk_tokens)
-    report(0.9, f"Saving {len(drafts)} chunk{'s' if len(drafts) != 1 else ''}")
+    report(1.0, f"{len(pages)} page{'s' if len(pages) != 1 else ''} in {len(drafts)} chunks")
+    return PreparedPdf(tenant_id, manuscript_id, filename, data, sha256, pages, drafts)
 
-    # Only now, with everything validated, does anything get written.
+
+def save_pdf(session: Session, prepared: PreparedPdf) -> Document:
+    """Store a prepared PDF's original and flush its document and chunk rows."""
+    tenant_id, sha256, pages, drafts = prepared.tenant_id, prepared.sha256, prepared.pages, prepared.chunks
+    filename, data = prepared.filename, prepared.data
     _sha, _path, created = store_blob(data)
     try:
         document = Document(
             tenant_id=tenant_id,
-            manuscript_id=manuscript_id,
+            manuscript_id=prepared.manuscript_id,
             filename=filename,
             sha256=sha256,
             size_bytes=len(data),
             page_count=len(pages),
-            title=_title(pages),
+            title=title_of(pages),
         )
         session.add(document)
         session.flush()
@@ -134,7 +179,6 @@ def ingest_pdf(
             delete_blob(sha256)
         raise
     log.info("ingested %s (%d pages, %d chunks) as document %d", filename, len(pages), len(drafts), document.id)
-    report(1.0, f"Ingested {len(pages)} page{'s' if len(pages) != 1 else ''} into {len(drafts)} chunks")
     return document
 
 

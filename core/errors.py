@@ -13,7 +13,13 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
     │   ├── FileTooLargeError
     │   └── DuplicateDocumentError  the same file is already in the manuscript
     ├── ContractError             an agent's output broke its JSON contract
-    ├── ProviderError             a model provider failed or is unknown
+    ├── ProviderError             a model provider failed or is unknown (``failure_class`` names how)
+    │   ├── ProviderTimeoutError      no answer within the timeout          (timeout: retried)
+    │   ├── RateLimitedError          HTTP 429, ``retry_after`` seconds      (rate_limit: backoff)
+    │   ├── ProviderUnavailableError  5xx or the connection failed          (server_error: retried)
+    │   ├── InvalidJsonError          the answer is not JSON                (invalid_json: retried once)
+    │   └── ProviderRejectedError     4xx: key, model or request refused    (rejected: never retried)
+    ├── GenerationPausedError     the kill switch is engaged or a circuit breaker is open
     ├── PromptError               a prompt file is missing or malformed
     ├── BudgetExceededError       a call would take a stage or paragraph over its token budget
     ├── NoFactsError              a paragraph cannot be drafted without facts
@@ -69,11 +75,48 @@ class DuplicateDocumentError(IngestError):
 
 
 class ContractError(WorkbenchError):
-    pass
+    failure_class = "contract"
 
 
 class ProviderError(WorkbenchError):
-    pass
+    """A provider call failed. ``failure_class`` picks the retry rule (``core.retry``); tokens a
+    failed attempt was still billed for (an answer that was not JSON, say) ride along so they are
+    counted."""
+
+    failure_class = "provider"
+
+    def __init__(self, message: str, *, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        super().__init__(message)
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+
+
+class ProviderTimeoutError(ProviderError):
+    failure_class = "timeout"
+
+
+class RateLimitedError(ProviderError):
+    failure_class = "rate_limit"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailableError(ProviderError):
+    failure_class = "server_error"
+
+
+class InvalidJsonError(ProviderError):
+    failure_class = "invalid_json"
+
+
+class ProviderRejectedError(ProviderError):
+    failure_class = "rejected"
+
+
+class GenerationPausedError(WorkbenchError):
+    """Generation is frozen (kill switch) or a circuit breaker is open; stored work stays readable."""
 
 
 class PromptError(WorkbenchError):

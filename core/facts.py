@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -46,38 +47,39 @@ def locate_quote(chunk_text: str, quote: str) -> tuple[int, str] | None:
     return (match.start(), match.group(0)) if match else None
 
 
-def extract_facts(
-    session: Session,
-    *,
-    tenant_id: int,
-    document_id: int,
-    trace_id: str,
-    progress: ProgressFn = no_progress,
-    job_id: str | None = None,
-) -> FactExtraction:
-    document = session.scalar(select(Document).where(Document.tenant_id == tenant_id, Document.id == document_id))
-    if document is None:
-        raise NotFoundError(f"Document {document_id} does not exist in this workspace.")
-    chunks = list(
-        session.scalars(
-            select(Chunk).where(Chunk.tenant_id == tenant_id, Chunk.document_id == document_id).order_by(Chunk.ordinal)
-        )
-    )
-    ctx = gateway.CallContext(session=session, tenant_id=tenant_id, trace_id=trace_id, job_id=job_id)
-    added = rejected = 0
+@dataclass(frozen=True)
+class ChunkText:
+    """What the Librarian reads of a chunk (a stored row or one not yet written)."""
+
+    text: str
+    page: int
+
+
+def read_chunks(
+    ctx: gateway.CallContext, chunks: Sequence[ChunkText], *, title: str, progress: ProgressFn = no_progress
+) -> list[LibrarianOutput]:
+    """The Librarian's answer for each chunk, in order. Writes nothing but the gateway's ledger."""
+    answers = []
     for number, chunk in enumerate(chunks, start=1):
         progress((number - 1) / max(len(chunks), 1), f"Extracting facts from chunk {number} of {len(chunks)}")
-        answer = gateway.run_agent(
-            "librarian",
-            LibrarianInput(chunk_text=chunk.text, page=chunk.page, document_title=document.title or ""),
-            LibrarianOutput,
-            ctx=ctx,
-            render={
-                "chunk_text": chunk.text,
-                "page": chunk.page,
-                "document_title": document.title or document.filename,
-            },
+        answers.append(
+            gateway.run_agent(
+                "librarian",
+                LibrarianInput(chunk_text=chunk.text, page=chunk.page, document_title=title),
+                LibrarianOutput,
+                ctx=ctx,
+                render={"chunk_text": chunk.text, "page": chunk.page, "document_title": title},
+            )
         )
+    return answers
+
+
+def keep_facts(
+    session: Session, *, document: Document, chunks: Sequence[Chunk], answers: Sequence[LibrarianOutput], trace_id: str
+) -> FactExtraction:
+    """Store each answer's facts whose quote is verbatim in its chunk; log and store the rest as rejections."""
+    added = rejected = 0
+    for chunk, answer in zip(chunks, answers, strict=True):
         for fact in answer.facts:
             located = locate_quote(chunk.text, fact.quote)
             if located is None:
@@ -88,7 +90,7 @@ def extract_facts(
                 )
                 session.add(
                     FactRejection(
-                        tenant_id=tenant_id,
+                        tenant_id=document.tenant_id,
                         chunk_id=chunk.id,
                         text=fact.text,
                         quote=fact.quote,
@@ -100,7 +102,7 @@ def extract_facts(
             start, quote = located
             session.add(
                 Fact(
-                    tenant_id=tenant_id,
+                    tenant_id=document.tenant_id,
                     manuscript_id=document.manuscript_id,
                     document_id=document.id,
                     chunk_id=chunk.id,
@@ -114,8 +116,37 @@ def extract_facts(
             )
             added += 1
     session.flush()
-    progress(1.0, f"{added} facts extracted" + (f", {rejected} rejected" if rejected else ""))
     return FactExtraction(added=added, rejected=rejected)
+
+
+def extract_facts(
+    session: Session,
+    *,
+    tenant_id: int,
+    document_id: int,
+    trace_id: str,
+    progress: ProgressFn = no_progress,
+    job_id: str | None = None,
+) -> FactExtraction:
+    """Let the Librarian read every chunk of a stored document (all model calls first, then the writes)."""
+    document = session.scalar(select(Document).where(Document.tenant_id == tenant_id, Document.id == document_id))
+    if document is None:
+        raise NotFoundError(f"Document {document_id} does not exist in this workspace.")
+    chunks = list(
+        session.scalars(
+            select(Chunk).where(Chunk.tenant_id == tenant_id, Chunk.document_id == document_id).order_by(Chunk.ordinal)
+        )
+    )
+    ctx = gateway.CallContext(session=session, tenant_id=tenant_id, trace_id=trace_id, job_id=job_id)
+    answers = read_chunks(
+        ctx, [ChunkText(c.text, c.page) for c in chunks], title=document.title or document.filename, progress=progress
+    )
+    extraction = keep_facts(session, document=document, chunks=chunks, answers=answers, trace_id=trace_id)
+    progress(
+        1.0,
+        f"{extraction.added} facts extracted" + (f", {extraction.rejected} rejected" if extraction.rejected else ""),
+    )
+    return extraction
 
 
 def list_facts(session: Session, *, tenant_id: int, manuscript_id: int) -> list[Fact]:

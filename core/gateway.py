@@ -1,10 +1,15 @@
-"""The one door every agent call goes through.
+"""The one door every agent call goes through (DESIGN.md, "the loop").
 
-In order: render the pinned prompt, normalise the input and hash it, check the token budget
-(counted with tiktoken *before* the call and reserved, so the paragraph cannot overspend),
-call the provider, validate its JSON against the agent's contract, and record a usage event.
-Nothing else in the product calls a provider. (Caching, retries, breakers, routing, policy
-filters and real pricing join this order in the gateway issue.)
+In order: kill switch and circuit breakers; routing (which model, and why); prompt rendering
+from the pinned version; input normalisation and ``input_hash``; the cache (scoped by tenant);
+the token budget (tiktoken count before the call, reserved before anything is sent); the
+provider call under the retry policy of each failure class; JSON contract validation; the usage
+event with its cost; breaker bookkeeping. Input and output policy filters and encrypted
+trajectory events join this order in their own issues.
+
+The ledger (usage events, tool calls, cache, budgets, breakers) is written on connections of
+its own, committed as it goes, so a run that fails and rolls back still leaves the record of
+every call it made and every token it was billed.
 """
 
 from __future__ import annotations
@@ -13,43 +18,37 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
-from core import prompts
-from core.errors import BudgetExceededError, ContractError, WorkbenchError
-from core.models import LlmUsageEvent
-from core.providers import ProviderRequest, ToolCall, get_provider
-from core.providers.base import Tool
+from core import breakers, controls, llm_cache, pricing, prompts, retry, routing
+from core.budgets import TokenBudget
+from core.errors import BudgetExceededError, ContractError, GenerationPausedError, ProviderError, WorkbenchError
+from core.models import LlmToolCall, LlmUsageEvent, table_of, utcnow
+from core.providers import ProviderRequest, ProviderResult, ToolCall, get_provider
+from core.providers.base import ToolSpec
 from core.settings import Settings, get_settings
 from core.tokens import count_tokens
 
 log = logging.getLogger(__name__)
 Output = TypeVar("Output", bound=BaseModel)
+_U = table_of(LlmUsageEvent)
+_TC = table_of(LlmToolCall)
+_INSERT_EVENT = _U.insert()
 
-
-@dataclass
-class TokenBudget:
-    """Tokens a paragraph (or any unit of work) may still spend, reserved before each call."""
-
-    limit: int
-    spent: int = 0
-
-    def reserve(self, tokens: int, *, agent: str) -> None:
-        if self.spent + tokens > self.limit:
-            raise BudgetExceededError(
-                f"The {agent} call needs about {tokens} tokens but only {self.limit - self.spent} of this "
-                f"paragraph's {self.limit} remain; raise BUDGET_PARAGRAPH_TOKENS or shorten the brief."
-            )
-        self.spent += tokens
+__all__ = ["CallContext", "TokenBudget", "input_hash", "normalise", "open_paragraph_budget", "run_agent", "trace_cost"]
 
 
 @dataclass
 class CallContext:
+    """Who is calling and under which run: every usage event of the run carries these."""
+
     session: Session
     tenant_id: int
     trace_id: str
@@ -58,6 +57,46 @@ class CallContext:
     budget: TokenBudget | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     prompt_versions: dict[str, str] = field(default_factory=dict)
+    """Versions actually used, by agent (filled in as calls are made)."""
+    prompt_pins: dict[str, str] = field(default_factory=dict)
+    """Versions to use, by agent; unpinned agents use ``prompts.DEFAULT_VERSION``."""
+    sleep: Callable[[float], None] = time.sleep
+    """How the retry loop waits (tests pass a recorder)."""
+    drafting: bool = False
+    """The run drafts a paragraph (it may be the probe of the verification and cost breakers)."""
+
+    @property
+    def engine(self) -> Engine:
+        bind = self.session.get_bind()
+        return bind if isinstance(bind, Engine) else bind.engine
+
+    @contextmanager
+    def ledger(self) -> Iterator[Connection]:
+        """A connection for the gateway's own records, committed when the block ends.
+
+        Normally a connection of its own, so the records outlive a run that rolls back. On
+        SQLite, when the caller's session already holds the write lock (it wrote before calling
+        a model), a second connection would wait behind it until it timed out; then the records
+        join the caller's transaction instead. The workbench's own jobs read, call the models,
+        and write last, so their records always stand on their own.
+        """
+        if self.engine.dialect.name == "sqlite":
+            own = self.session.connection()
+            if getattr(own.connection.dbapi_connection, "in_transaction", False):
+                yield own
+                return
+        with self.engine.begin() as connection:
+            yield connection
+
+
+def open_paragraph_budget(ctx: CallContext, *, settings: Settings) -> TokenBudget:
+    """The run's paragraph budget (keyed by its trace id), shared by all of its calls."""
+    with ctx.ledger() as connection:
+        budget = TokenBudget.open(
+            connection, key=f"paragraph:{ctx.trace_id}", tenant_id=ctx.tenant_id, limit=settings.budget_paragraph_tokens
+        )
+    ctx.budget = budget
+    return budget
 
 
 def stage_budget(agent: str, settings: Settings) -> int:
@@ -69,23 +108,106 @@ def stage_budget(agent: str, settings: Settings) -> int:
     }[agent]
 
 
-def normalise(payload: BaseModel) -> str:
+def normalise(value: BaseModel | Mapping[str, object]) -> str:
     """Stable JSON: sorted keys, no insignificant whitespace, whitespace runs inside strings folded."""
 
-    def fold(value: object) -> object:
-        if isinstance(value, str):
-            return " ".join(value.split())
-        if isinstance(value, list):
-            return [fold(v) for v in value]
-        if isinstance(value, dict):
-            return {k: fold(v) for k, v in value.items()}
-        return value
+    def fold(item: object) -> object:
+        if isinstance(item, str):
+            return " ".join(item.split())
+        if isinstance(item, list | tuple):
+            return [fold(v) for v in item]
+        if isinstance(item, dict):
+            return {str(k): fold(v) for k, v in item.items()}
+        return item
 
-    return json.dumps(fold(payload.model_dump(mode="json")), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else dict(value)
+    return json.dumps(fold(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def input_hash(agent: str, version: str, model: str, payload: BaseModel) -> str:
-    return hashlib.sha256(f"{agent}\n{version}\n{model}\n{normalise(payload)}".encode()).hexdigest()
+def input_hash(agent: str, version: str, model: str, payload: BaseModel, render: Mapping[str, object] = {}) -> str:
+    text = f"{agent}\n{version}\n{model}\n{normalise(payload)}\n{normalise(render)}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class _Call:
+    """One agent call's identity and what its attempts added up to."""
+
+    ctx: CallContext
+    agent: str
+    provider: str
+    model: str
+    prompt_version: str
+    input_hash: str
+    route: routing.Route
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    estimated: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def add_usage(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0, estimated: bool = False) -> None:
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cached_tokens += cached_tokens
+        self.estimated = self.estimated or estimated
+
+    def event(self, connection: Connection, *, error_class: str | None, cache_hit: bool = False) -> int:
+        settings = get_settings()
+        if cache_hit:
+            cost = pricing.Cost(0.0, "cache_hit")
+        elif self.input_tokens or self.output_tokens:
+            cost = pricing.cost_of(
+                self.model,
+                input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens,
+                cached_tokens=self.cached_tokens,
+                settings=settings,
+            )
+        else:
+            cost = pricing.Cost(0.0, "free" if self.model.startswith(pricing.FREE_PREFIXES) else "priced")
+        ctx = self.ctx
+        row = {
+            "tenant_id": ctx.tenant_id,
+            "trace_id": ctx.trace_id,
+            "job_id": ctx.job_id,
+            "paragraph_id": ctx.paragraph_id,
+            "agent": self.agent,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "input_hash": self.input_hash,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "tokens_estimated": self.estimated,
+            "cost_usd": cost.usd,
+            "pricing": cost.pricing,
+            "latency_ms": (time.perf_counter() - self.started) * 1000,
+            "retries": max(len(self.attempts) - 1, 0),
+            "attempts": self.attempts,
+            "cache_hit": cache_hit,
+            "error_class": error_class,
+            "routing_tier": self.route.tier,
+            "routing_reason": self.route.reason,
+            "created_at": utcnow(),
+        }
+        event_id = int(connection.execute(_INSERT_EVENT, row).inserted_primary_key[0])  # type: ignore[index]
+        if error_class:
+            log.warning(
+                "agent call failed: %s %s (%s)",
+                self.agent,
+                error_class,
+                self.route.reason,
+                extra={"trace_id": ctx.trace_id, "agent": self.agent, "error_class": error_class},
+            )
+        return event_id
+
+    def record(self, *, error_class: str) -> None:
+        """A call refused before it reached a provider (paused, over budget): its own event."""
+        with self.ctx.ledger() as connection:
+            self.event(connection, error_class=error_class)
 
 
 def run_agent(
@@ -95,96 +217,208 @@ def run_agent(
     *,
     ctx: CallContext,
     render: Mapping[str, object],
-    tools: Mapping[str, Tool] | None = None,
+    tools: Mapping[str, ToolSpec] | None = None,
 ) -> Output:
+    """Call ``agent`` once, through every step of the gateway; returns its validated output."""
     settings = get_settings()
     provider = get_provider(settings.provider)
-    prompt = prompts.load(agent)
-    model = provider.model_for(agent)
+    prompt = prompts.load(agent, ctx.prompt_pins.get(agent, prompts.DEFAULT_VERSION))
+    route = routing.choose(provider, prompt, settings)
     rendered = prompt.render(**render)
-    digest = input_hash(agent, prompt.version, model, payload)
+    digest = input_hash(agent, prompt.version, route.model, payload, render)
     ctx.prompt_versions[agent] = prompt.version
-    call = _Call(ctx, agent, provider.name, model, prompt.version, digest)
+    call = _Call(ctx, agent, provider.name, route.model, prompt.version, digest, route)
+    key = llm_cache.CacheKey(ctx.tenant_id, agent, prompt.version, route.model, digest)
 
-    estimate = count_tokens(rendered, model) + prompt.max_tokens
-    if estimate > stage_budget(agent, settings):
-        call.record(estimate, 0, True, 0.0, "BudgetExceeded")
-        raise BudgetExceededError(
-            f"The {agent} input needs about {estimate} tokens, over its stage budget of "
-            f"{stage_budget(agent, settings)}; raise BUDGET_{agent.upper()}"
-            f"{'_CHUNK' if agent == 'librarian' else ''}_TOKENS or split the input."
-        )
-    if ctx.budget is not None:
-        ctx.budget.reserve(estimate, agent=agent)
+    estimate = 0
+    refusal: BudgetExceededError | None = None
+    try:
+        # One short ledger transaction before the call: gate, cache, budget.
+        with ctx.ledger() as connection:
+            controls.admit(
+                connection, provider=provider.name, trace_id=ctx.trace_id, drafting=ctx.drafting, settings=settings
+            )
+            cached = llm_cache.lookup(connection, key)
+            if cached is not None:
+                output = output_type.model_validate(cached.output)
+                event_id = call.event(connection, error_class=None, cache_hit=True)
+                llm_cache.count_hit(connection, cached.id)
+                _record_tool_calls(connection, ctx, event_id, cached.tool_calls)
+                ctx.tool_calls.extend(cached.tool_calls)
+                return output
+            estimate = count_tokens(rendered, route.model) + prompt.max_tokens
+            refusal = _reserve(connection, ctx, agent, estimate, settings)
+            if refusal is not None:
+                call.event(connection, error_class="BudgetExceeded")
+    except GenerationPausedError:
+        call.record(error_class="GenerationPaused")
+        raise
+    if refusal is not None:
+        raise refusal
 
-    started = time.perf_counter()
     request = ProviderRequest(
         agent=agent,
-        model=model,
+        model=route.model,
         prompt=rendered,
         payload=payload,
         output_type=output_type,
         temperature=prompt.temperature,
         max_tokens=prompt.max_tokens,
         tools=tools or {},
+        timeout_s=settings.provider_timeout_s,
     )
     try:
-        result = provider.complete(request)
+        result, output = _attempts(call, provider.complete, request, output_type, settings)
     except WorkbenchError as error:
-        latency = (time.perf_counter() - started) * 1000
-        call.record(estimate, 0, True, latency, type(error).__name__)
+        with ctx.ledger() as connection:
+            call.event(connection, error_class=_error_class(error))
+            if ctx.budget is not None:
+                ctx.budget.settle(connection, reserved=estimate, actual=call.input_tokens + call.output_tokens)
         raise
-    latency = (time.perf_counter() - started) * 1000
-    try:
-        output = output_type.model_validate(result.output)
-    except ValidationError as error:
-        call.record(result.input_tokens, result.output_tokens, result.tokens_estimated, latency, "ContractError")
-        raise ContractError(
-            f"The {agent} answer broke its JSON contract ({error.error_count()} problems, first: "
-            f"{error.errors()[0]['msg']}). Nothing was saved; try again or switch the provider."
-        ) from error
+    with ctx.ledger() as connection:
+        event_id = call.event(connection, error_class=None)
+        _record_tool_calls(connection, ctx, event_id, result.tool_calls)
+        llm_cache.store(
+            connection,
+            key,
+            output=output.model_dump(mode="json"),
+            tool_calls=result.tool_calls,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+        )
+        if ctx.budget is not None:
+            ctx.budget.settle(connection, reserved=estimate, actual=call.input_tokens + call.output_tokens)
+        breakers.record_attempts(
+            connection,
+            breakers.provider_breaker(provider.name),
+            # Failed attempts were counted as they happened; this is the one that answered.
+            total=1,
+            failures=0,
+            trace_id=ctx.trace_id,
+            settings=settings,
+        )
     ctx.tool_calls.extend(result.tool_calls)
-    call.record(result.input_tokens, result.output_tokens, result.tokens_estimated, latency, None)
     return output
 
 
-@dataclass(frozen=True)
-class _Call:
-    """What every usage event of one agent call shares."""
-
-    ctx: CallContext
-    agent: str
-    provider: str
-    model: str
-    prompt_version: str
-    input_hash: str
-
-    def record(
-        self, input_tokens: int, output_tokens: int, estimated: bool, latency_ms: float, error_class: str | None
-    ) -> None:
-        ctx = self.ctx
-        ctx.session.add(
-            LlmUsageEvent(
-                tenant_id=ctx.tenant_id,
-                trace_id=ctx.trace_id,
-                job_id=ctx.job_id,
-                paragraph_id=ctx.paragraph_id,
-                agent=self.agent,
-                provider=self.provider,
-                model=self.model,
-                prompt_version=self.prompt_version,
-                input_hash=self.input_hash,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                tokens_estimated=estimated,
-                cost_usd=0,
-                latency_ms=latency_ms,
-                error_class=error_class,
-                routing_tier="default",
-                routing_reason=f"WORKBENCH_PROVIDER={self.provider}",
-            )
+def _reserve(
+    connection: Connection, ctx: CallContext, agent: str, estimate: int, settings: Settings
+) -> BudgetExceededError | None:
+    """Check the stage budget and hold ``estimate`` tokens of the run's budget; the refusal, if any."""
+    limit = stage_budget(agent, settings)
+    if estimate > limit:
+        suffix = "_CHUNK" if agent == "librarian" else ""
+        return BudgetExceededError(
+            f"The {agent} input needs about {estimate} tokens, over its stage budget of {limit}, so it was not "
+            f"sent; raise BUDGET_{agent.upper()}{suffix}_TOKENS or split the input."
         )
-        if error_class:
-            log.warning(
-                "agent call failed", extra={"trace_id": ctx.trace_id, "agent": self.agent, "error": error_class}
+    if ctx.budget is not None:
+        try:
+            ctx.budget.reserve(connection, estimate, agent=agent)
+        except BudgetExceededError as error:
+            return error
+    return None
+
+
+def _attempts(
+    call: _Call,
+    complete: Callable[[ProviderRequest], ProviderResult],
+    request: ProviderRequest,
+    output_type: type[Output],
+    settings: Settings,
+) -> tuple[ProviderResult, Output]:
+    """The retry loop: the same request on every attempt, waits by failure class."""
+    ctx = call.ctx
+    while True:
+        started = time.perf_counter()
+        try:
+            result = complete(request)
+        except ProviderError as error:
+            latency = (time.perf_counter() - started) * 1000
+            call.add_usage(error.input_tokens, error.output_tokens)
+            retries_done = len(call.attempts)
+            wait = retry.next_delay(
+                error.failure_class,
+                retries_done,
+                retry_after=getattr(error, "retry_after", None),
+                max_delay_s=settings.retry_max_delay_s,
             )
+            call.attempts.append(
+                {"failure_class": error.failure_class, "latency_ms": round(latency, 2), "wait_s": wait}
+            )
+            log.warning(
+                "%s attempt %d failed (%s): %s; %s",
+                call.agent,
+                len(call.attempts),
+                error.failure_class,
+                error,
+                "giving up" if wait is None else f"retrying in {wait:.2f} s",
+                extra={"trace_id": ctx.trace_id, "agent": call.agent, "failure_class": error.failure_class},
+            )
+            with ctx.ledger() as connection:
+                # Count the failure now, so an outage trips the breaker while calls are still retrying.
+                breakers.record_attempts(
+                    connection,
+                    breakers.provider_breaker(call.provider),
+                    total=1,
+                    failures=1,
+                    trace_id=ctx.trace_id,
+                    settings=settings,
+                )
+            if wait is None:
+                raise
+            ctx.sleep(wait)
+            with ctx.ledger() as connection:
+                controls.admit(
+                    connection, provider=call.provider, trace_id=ctx.trace_id, drafting=ctx.drafting, settings=settings
+                )
+            continue
+        latency = (time.perf_counter() - started) * 1000
+        call.add_usage(result.input_tokens, result.output_tokens, result.cached_tokens, result.tokens_estimated)
+        try:
+            output = output_type.model_validate(result.output)
+        except ValidationError as error:
+            call.attempts.append({"failure_class": "contract", "latency_ms": round(latency, 2), "wait_s": None})
+            raise ContractError(
+                f"The {call.agent} answer broke its JSON contract ({error.error_count()} problems, first: "
+                f"{error.errors()[0]['msg']} at {'.'.join(str(p) for p in error.errors()[0]['loc']) or 'top level'}). "
+                f"Nothing was saved; try again, or use another prompt version or provider."
+            ) from error
+        call.attempts.append({"failure_class": None, "latency_ms": round(latency, 2), "wait_s": None})
+        return result, output
+
+
+def _error_class(error: WorkbenchError) -> str:
+    failure_class = getattr(error, "failure_class", None)
+    return str(failure_class) if failure_class else type(error).__name__
+
+
+def _record_tool_calls(connection: Connection, ctx: CallContext, event_id: int, calls: list[ToolCall]) -> None:
+    if calls:
+        connection.execute(
+            _TC.insert(),
+            [
+                {
+                    "tenant_id": ctx.tenant_id,
+                    "trace_id": ctx.trace_id,
+                    "usage_event_id": event_id,
+                    "name": c.name,
+                    "arguments": c.arguments,
+                    "result": c.result,
+                    "created_at": utcnow(),
+                }
+                for c in calls
+            ],
+        )
+
+
+def trace_cost(ctx: CallContext) -> tuple[float | None, int]:
+    """Total cost of the run so far and how many of its calls are unpriced (None when all are)."""
+    tenant_id, trace_id = ctx.tenant_id, ctx.trace_id
+    with ctx.ledger() as connection:
+        row = connection.execute(
+            select(func.sum(_U.c.cost_usd), func.count().filter(_U.c.cost_usd.is_(None))).where(
+                _U.c.tenant_id == tenant_id, _U.c.trace_id == trace_id
+            )
+        ).one()
+    return (float(row[0]) if row[0] is not None else None), int(row[1])

@@ -3,7 +3,9 @@
 This module runs jobs in-process (the embedded default): the job row and each state
 transition are committed in their own transactions, and the work runs in one transaction
 of its own, so a failed job leaves its FAILED row and reason behind and none of its
-half-done work. (RQ workers and queued execution arrive with the worker issue.)
+half-done work. A job is asked at the gate before it starts: while the kill switch is
+engaged or a circuit breaker is open it is not started but CANCELLED with the reason (the
+in-process executor has no queue to hold it in; RQ workers arrive with the worker issue).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from core import controls
 from core.db import session_scope
-from core.errors import WorkbenchError
+from core.errors import GenerationPausedError, JobError, WorkbenchError
 from core.models import Job, JobTransition, utcnow
 from core.progress import ProgressFn, no_progress
+from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,14 @@ def run_inline(
 ) -> JobOutcome:
     """Run ``work`` now, recording the job and its transitions. Errors a user can act on are
     returned as a FAILED outcome with their message; anything else is recorded and re-raised."""
+    job_id = submit(engine, tenant_id=tenant_id, user_id=user_id, kind=kind, payload=payload, trace_id=trace_id)
+    return run_job(engine, tenant_id=tenant_id, job_id=job_id, work=work, progress=progress)
+
+
+def submit(
+    engine: Engine, *, tenant_id: int, user_id: int | None, kind: str, payload: dict[str, Any], trace_id: str
+) -> str:
+    """Record a job as QUEUED; returns its id."""
     job_id = str(uuid.uuid4())
     with session_scope(engine) as session:
         session.add(
@@ -91,6 +103,29 @@ def run_inline(
                 reason="submitted from the workbench",
             )
         )
+    return job_id
+
+
+def run_job(
+    engine: Engine, *, tenant_id: int, job_id: str, work: Work, progress: ProgressFn = no_progress
+) -> JobOutcome:
+    """Start a QUEUED job now, unless generation is paused (then it is CANCELLED, untouched)."""
+    with session_scope(engine) as session:
+        job = session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.id == job_id))
+        if job is None:
+            raise JobError(f"Job {job_id} does not exist in this workspace.")
+        if job.state != QUEUED:
+            raise JobError(f"Job {job_id} is {job.state}, not QUEUED; only a queued job can start.")
+        trace_id, kind = job.trace_id, job.kind
+    try:
+        settings = get_settings()
+        controls.check(
+            engine, provider=settings.provider, trace_id=trace_id, drafting=kind == "draft", settings=settings
+        )
+    except GenerationPausedError as error:
+        reason = f"Not started: {error}"
+        _transition(engine, tenant_id, job_id, CANCELLED, reason, error=reason, finished_at=utcnow())
+        return JobOutcome(job_id, CANCELLED, None, str(error))
     _transition(engine, tenant_id, job_id, RUNNING, "started in-process", started_at=utcnow())
     try:
         with session_scope(engine) as session:

@@ -7,7 +7,7 @@ raises ``ImmutableRecordError`` (see ``core.db``); a change is a new version.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -27,6 +28,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, typed as one (for Core statements on the gateway's ledger)."""
+    return cast(Table, model.__table__)
 
 
 class Base(DeclarativeBase):
@@ -193,10 +199,13 @@ class SentenceCheck(Base):
 
 
 class LlmUsageEvent(Base):
+    """One agent call through the gateway (retries included), or one cache hit, or one refusal."""
+
     __tablename__ = "llm_usage_events"
     __table_args__ = (
         Index("ix_usage_tenant_created", "tenant_id", "created_at"),
         Index("ix_usage_trace", "trace_id"),
+        Index("ix_usage_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -213,14 +222,106 @@ class LlmUsageEvent(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
-    cost_usd: Mapped[float] = mapped_column(Numeric(14, 8), default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Numeric(14, 8), doc="None when the model has no price")
+    pricing: Mapped[str] = mapped_column(String(16), default="priced", doc="priced free unknown_model cache_hit")
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     retries: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[list[Any]] = mapped_column(JSON, default=list, doc="[{failure_class, latency_ms, wait_s}]")
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     error_class: Mapped[str | None] = mapped_column(String(64))
     routing_tier: Mapped[str | None] = mapped_column(String(32))
     routing_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LlmToolCall(Base):
+    """A tool a model called during an agent call, with what it was given and what it got back."""
+
+    __tablename__ = "llm_tool_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    trace_id: Mapped[str] = mapped_column(String(64), index=True)
+    usage_event_id: Mapped[int] = mapped_column(ForeignKey("llm_usage_events.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LlmCacheEntry(Base):
+    """An agent answer, reusable only by the same tenant, agent, prompt version, model and input."""
+
+    __tablename__ = "llm_cache_entries"
+    __table_args__ = (UniqueConstraint("tenant_id", "agent", "prompt_version", "model", "input_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    agent: Mapped[str] = mapped_column(String(32))
+    prompt_version: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128))
+    input_hash: Mapped[str] = mapped_column(String(64))
+    output: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tool_calls: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TokenBudgetRow(Base):
+    """Tokens one unit of work (a paragraph run: its trace) may spend; reserved before each call."""
+
+    __tablename__ = "token_budgets"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    limit_tokens: Mapped[int] = mapped_column(Integer)
+    reserved_tokens: Mapped[int] = mapped_column(Integer, default=0, doc="spent plus held by calls in flight")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CircuitBreaker(Base):
+    """Shared by every process: provider:<name>, verification, cost."""
+
+    __tablename__ = "circuit_breakers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed", doc="closed open half_open")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    probe_trace_id: Mapped[str | None] = mapped_column(String(64), doc="the run allowed through while half-open")
+    probe_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    window_total: Mapped[int] = mapped_column(Integer, default=0)
+    window_failures: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KillSwitch(Base):
+    """One row: while engaged, no generation starts and no model is called."""
+
+    __tablename__ = "kill_switch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    engaged: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ControlEvent(Base):
+    """Every state change of a breaker or the kill switch, with why and who."""
+
+    __tablename__ = "control_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    control: Mapped[str] = mapped_column(String(64), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(200), default="system")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):

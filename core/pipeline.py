@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import gateway
+from core import breakers, gateway
 from core.agents import verifier
 from core.agents.contracts import (
     CitedFact,
@@ -29,7 +29,7 @@ from core.facts import get_facts_by_ref
 from core.manuscripts import get_paragraph
 from core.models import Fact, ParagraphVersion, SentenceCheck
 from core.progress import ProgressFn, no_progress
-from core.retrieval import search_corpus
+from core.retrieval import corpus_fingerprint, search_corpus_tool
 from core.settings import get_settings
 
 
@@ -64,29 +64,19 @@ def draft_paragraph(
     )
     if not has_facts:
         raise NoFactsError("This manuscript has no facts yet: upload a PDF and let the Librarian read it first.")
-    ctx = gateway.CallContext(
-        session=session,
-        tenant_id=tenant_id,
-        trace_id=trace_id or new_trace_id(),
-        paragraph_id=paragraph_id,
-        job_id=job_id,
-        budget=gateway.TokenBudget(settings.budget_paragraph_tokens),
-    )
-
-    def search_tool(query: str, top_k: int = 8) -> list[dict[str, object]]:
-        hits = search_corpus(
-            session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id, query=query, top_k=top_k
-        )
-        return [h.as_tool_result() for h in hits]
+    ctx = _context(session, tenant_id, paragraph_id, trace_id, job_id)
+    ctx.drafting = True
+    corpus = corpus_fingerprint(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
+    tool = search_corpus_tool(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
 
     progress(0.05, "Writer: finding facts and drafting")
     draft = gateway.run_agent(
         "writer",
-        WriterInput(brief=paragraph.brief, facts=[], max_sentences=5),
+        WriterInput(brief=paragraph.brief, facts=[], max_sentences=5, corpus=corpus),
         WriterOutput,
         ctx=ctx,
         render={"brief": paragraph.brief, "max_sentences": 5},
-        tools={"search_corpus": search_tool},
+        tools={tool.name: tool},
     )
     if not draft.sentences:
         raise NoFactsError(
@@ -115,12 +105,7 @@ def save_edited_version(
     kept = [(text, cites) for text, cites in kept if text]
     if not kept:
         raise WorkbenchError("The edited paragraph has no sentences; write at least one.")
-    ctx = gateway.CallContext(
-        session=session,
-        tenant_id=tenant_id,
-        trace_id=trace_id or new_trace_id(),
-        paragraph_id=paragraph_id,
-    )
+    ctx = _context(session, tenant_id, paragraph_id, trace_id, None)
     checked = [
         _Sentence(text, cites, _verify_one(session, ctx, paragraph.manuscript_id, text, cites)) for text, cites in kept
     ]
@@ -141,7 +126,7 @@ def reverify(
     )
     if version is None:
         raise NotFoundError(f"Version {version_id} does not belong to paragraph {paragraph_id}.")
-    ctx = gateway.CallContext(session=session, tenant_id=tenant_id, trace_id=new_trace_id(), paragraph_id=paragraph.id)
+    ctx = _context(session, tenant_id, paragraph.id, None, None)
     checked = [
         _Sentence(s.text, list(s.cites), _verify_one(session, ctx, paragraph.manuscript_id, s.text, list(s.cites)))
         for s in version.sentences
@@ -150,6 +135,18 @@ def reverify(
 
 
 # -- steps ----------------------------------------------------------------------------------------
+
+
+def _context(
+    session: Session, tenant_id: int, paragraph_id: int, trace_id: str | None, job_id: str | None
+) -> gateway.CallContext:
+    """One run's context, with the paragraph's token budget opened (shared by all its calls)."""
+    trace_id = trace_id or new_trace_id()
+    ctx = gateway.CallContext(
+        session=session, tenant_id=tenant_id, trace_id=trace_id, paragraph_id=paragraph_id, job_id=job_id
+    )
+    gateway.open_paragraph_budget(ctx, settings=get_settings())
+    return ctx
 
 
 def _verify_one(
@@ -231,6 +228,17 @@ def _save_version(
         or 0
     ) + 1
     verified = bool(sentences) and all(s.verdict.verdict == "supported" for s in sentences)
+    cost, _unpriced = gateway.trace_cost(ctx)
+    with ctx.ledger() as connection:
+        breakers.record_paragraph(
+            connection,
+            trace_id=ctx.trace_id,
+            sentences=len(sentences),
+            # Only drafted text says whether the models are healthy; a researcher's own edits do not.
+            unsupported=sum(s.verdict.verdict != "supported" for s in sentences) if origin == "drafted" else 0,
+            cost_usd=cost,
+            settings=get_settings(),
+        )
     version = ParagraphVersion(
         tenant_id=ctx.tenant_id,
         paragraph_id=paragraph_id,

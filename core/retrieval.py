@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.claims import analyse
 from core.models import Document, Fact
+from core.providers.base import ToolSpec
 
 DEFAULT_TOP_K = 8
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
@@ -111,3 +112,45 @@ def search_corpus(
         for fid, score in ranked
         if fid in facts
     ]
+
+
+def corpus_fingerprint(session: Session, *, tenant_id: int, manuscript_id: int) -> str:
+    """Changes whenever the manuscript's facts do; part of the Writer's input, so a cached draft
+    is never served after a source was added or removed."""
+    count, newest, total = session.execute(
+        select(func.count(Fact.id), func.coalesce(func.max(Fact.id), 0), func.coalesce(func.sum(Fact.id), 0)).where(
+            Fact.tenant_id == tenant_id, Fact.manuscript_id == manuscript_id
+        )
+    ).one()
+    return f"{count}:{newest}:{total}"
+
+
+SEARCH_CORPUS_PARAMETERS: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "description": "what to look for, in the words of the sources"},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": DEFAULT_TOP_K},
+    },
+    "required": ["query"],
+    "additionalProperties": False,
+}
+
+
+def search_corpus_tool(session: Session, *, tenant_id: int, manuscript_id: int) -> ToolSpec:
+    """``search_corpus`` as a tool the Writer may call, bound to one manuscript of one tenant."""
+
+    def search(query: str, top_k: int = DEFAULT_TOP_K) -> list[dict[str, object]]:
+        hits = search_corpus(session, tenant_id=tenant_id, manuscript_id=manuscript_id, query=query, top_k=top_k)
+        return [h.as_tool_result() for h in hits]
+
+    def record(result: list[dict[str, object]]) -> list[dict[str, object]]:
+        # The call log keeps which facts came back and how they scored; their text stays in `facts`.
+        return [{"id": r["id"], "score": r["score"], "source": r["source"], "page": r["page"]} for r in result]
+
+    return ToolSpec(
+        name="search_corpus",
+        description="Search the manuscript's facts (each quoted verbatim from an uploaded PDF); best matches first.",
+        parameters=SEARCH_CORPUS_PARAMETERS,
+        fn=search,
+        record=record,
+    )

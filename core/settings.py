@@ -42,6 +42,62 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    openai_model: str = Field(
+        default="gpt-4.1-mini", validation_alias="OPENAI_MODEL", description="Model the openai provider uses."
+    )
+    anthropic_model: str = Field(
+        default="claude-haiku-4-5",
+        validation_alias="ANTHROPIC_MODEL",
+        description="Model the anthropic provider uses.",
+    )
+    model_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias="WORKBENCH_MODELS",
+        description='JSON: model per agent or prompt profile, e.g. {"verifier": "gpt-4o", "drafting": "gpt-4.1"}.',
+    )
+    provider_timeout_s: float = Field(
+        default=60.0,
+        validation_alias="WORKBENCH_PROVIDER_TIMEOUT_S",
+        description="Seconds one provider attempt may take before it counts as a timeout.",
+    )
+    retry_max_delay_s: float = Field(
+        default=30.0,
+        validation_alias="WORKBENCH_RETRY_MAX_DELAY_S",
+        description="Longest wait between two attempts, Retry-After included, seconds.",
+    )
+    pricing_overrides: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        validation_alias="WORKBENCH_PRICING",
+        description='JSON: USD per million tokens by model, e.g. {"my-model": {"input": 0.2, "output": 0.8, '
+        '"cached_input": 0.05}}; wins over the built-in table.',
+    )
+
+    breaker_window_s: int = Field(
+        default=300, validation_alias="BREAKER_WINDOW_S", description="Window breakers count failures over, s."
+    )
+    breaker_min_calls: int = Field(
+        default=6, validation_alias="BREAKER_MIN_CALLS", description="Attempts in the window before a rate counts."
+    )
+    breaker_failure_rate: float = Field(
+        default=0.5, validation_alias="BREAKER_FAILURE_RATE", description="Provider failure share that opens it."
+    )
+    breaker_min_sentences: int = Field(
+        default=20, validation_alias="BREAKER_MIN_SENTENCES", description="Verdicts in the window before it counts."
+    )
+    breaker_unsupported_rate: float = Field(
+        default=0.8,
+        validation_alias="BREAKER_UNSUPPORTED_RATE",
+        description="Share of final unsupported verdicts that opens the verification breaker.",
+    )
+    breaker_paragraph_cost_usd: float = Field(
+        default=1.0,
+        validation_alias="BREAKER_PARAGRAPH_COST_USD",
+        description="A paragraph run costing more than this opens the cost breaker, USD.",
+    )
+    breaker_cooldown_s: int = Field(
+        default=60, validation_alias="BREAKER_COOLDOWN_S", description="Open time before a half-open probe, s."
+    )
 
     max_upload_mb: int = Field(
         default=50, validation_alias="WORKBENCH_MAX_UPLOAD_MB", description="Largest PDF accepted, MiB."

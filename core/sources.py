@@ -1,7 +1,9 @@
 """Adding a source to a manuscript: ingest the PDF, then let the Librarian read every chunk.
 
-Both steps run in the caller's transaction: a file that fails anywhere leaves no document,
-no chunks, no facts and no stored original behind.
+The PDF is checked and chunked and every chunk read by the Librarian before anything is written;
+then the document, chunks and facts are written in the caller's transaction. A file that fails
+anywhere leaves no document, no chunks, no facts and no stored original behind (only the
+gateway's record of the model calls it made).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from hashlib import sha256
 
 from sqlalchemy.orm import Session
 
-from core.documents import ingest_pdf
-from core.facts import extract_facts
+from core import gateway
+from core.documents import PreparedPdf, list_chunks, prepare_pdf, save_pdf, title_of
+from core.facts import ChunkText, keep_facts, read_chunks
 from core.models import Document
 from core.progress import ProgressFn, no_progress, scaled
 from core.storage import blob_path, delete_blob
@@ -40,26 +43,37 @@ def add_source(
 ) -> SourceResult:
     trace_id = trace_id or uuid.uuid4().hex
     blob_existed = blob_path(sha256(data).hexdigest()).exists()
+    prepared = prepare_pdf(
+        session,
+        tenant_id=identity.tenant_id,
+        manuscript_id=manuscript_id,
+        filename=filename,
+        data=data,
+        progress=scaled(progress, 0.0, 0.3),
+    )
+    ctx = gateway.CallContext(session=session, tenant_id=identity.tenant_id, trace_id=trace_id, job_id=job_id)
+    answers = read_chunks(
+        ctx,
+        [ChunkText(c.text, c.page) for c in prepared.chunks],
+        title=_title_of(prepared),
+        progress=scaled(progress, 0.3, 0.95),
+    )
+    progress(0.95, "Saving the document and its facts")
     try:
-        document = ingest_pdf(
-            session,
-            tenant_id=identity.tenant_id,
-            manuscript_id=manuscript_id,
-            filename=filename,
-            data=data,
-            progress=scaled(progress, 0.0, 0.5),
-        )
-        extraction = extract_facts(
-            session,
-            tenant_id=identity.tenant_id,
-            document_id=document.id,
-            trace_id=trace_id,
-            progress=scaled(progress, 0.5, 1.0),
-            job_id=job_id,
-        )
+        document = save_pdf(session, prepared)
+        chunks = list_chunks(session, tenant_id=identity.tenant_id, document_id=document.id)
+        extraction = keep_facts(session, document=document, chunks=chunks, answers=answers, trace_id=trace_id)
     except BaseException:
         if not blob_existed:
             # The transaction will roll back; the stored original must go with it.
             delete_blob(sha256(data).hexdigest())
         raise
+    progress(
+        1.0,
+        f"{extraction.added} facts extracted" + (f", {extraction.rejected} rejected" if extraction.rejected else ""),
+    )
     return SourceResult(document, extraction.added, extraction.rejected)
+
+
+def _title_of(prepared: PreparedPdf) -> str:
+    return title_of(prepared.pages) or prepared.filename

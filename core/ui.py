@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,20 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from core import breakers, controls
 from core import manuscripts as ms
 from core.db import get_engine, migrate, session_scope
 from core.documents import get_chunk
 from core.errors import WorkbenchError
 from core.facts import get_facts_by_ref
 from core.jobs import SUCCEEDED, run_inline
-from core.models import Fact, Paragraph, ParagraphVersion, SentenceCheck
+from core.models import Fact, Paragraph, ParagraphVersion, SentenceCheck, utcnow
 from core.pipeline import draft_paragraph, new_trace_id, reverify, save_edited_version
 from core.progress import ProgressFn
 from core.settings import get_settings
 from core.sources import add_source
 from core.tenancy import Identity, bootstrap
+from core.ui_queries import user_label
 
 # Frame: engine, sessions, identity, status ----------------------------------------------------
 
@@ -89,6 +91,88 @@ def render_status() -> None:
         st.caption("**Status**")
         for label, value in runtime_status().items():
             st.caption(f"{label}: {md_escape(value)}")
+
+
+def actor() -> str:
+    """The current user as the control log names them (display name and email)."""
+    ident = identity()
+    with session() as s:
+        return user_label(s, tenant_id=ident.tenant_id, user_id=ident.user_id)
+
+
+# Generation controls: the banner and the pause the Write page obeys ---------------------------
+
+
+def generation_status() -> controls.Status:
+    """Kill switch and open breakers as the database has them now (read on every run, never cached)."""
+    return controls.status(engine())
+
+
+def render_controls_banner(status: controls.Status) -> None:
+    """Drawn by app.py above every page: the kill switch, then each open or half-open breaker."""
+    switch = status.kill_switch
+    if switch.engaged:
+        since = f" on {when(switch.changed_at)}" if switch.changed_at else ""
+        st.error(
+            f"**Generation is frozen.** {md_escape(switch.actor or 'ops')} engaged the kill switch{since}: "
+            f"{md_escape(switch.reason)}. No model is called and no PDF, draft, edit or re-verification starts "
+            "until it is released on the Operations page. Stored and verified work stays readable.",
+            icon=":material/block:",
+        )
+    for breaker in status.open_breakers:
+        name, since = md_escape(breaker.name), when(breaker.opened_at) or "unknown"
+        if breaker.state == breakers.HALF_OPEN:
+            state = f"is half-open (open since {since}); one trial run decides whether it closes"
+        else:
+            state = f"is open since {since}; after its cooldown one trial run decides whether it closes"
+        st.warning(
+            f"**Circuit breaker {name}** {state}. Why: {md_escape(breaker.reason)}. "
+            "Ops can reset it on the Operations page once the cause is fixed.",
+            icon=":material/electrical_services:",
+        )
+
+
+def generation_pause(status: controls.Status) -> str | None:
+    """Why the buttons that start model work are off now, or None while a run may start.
+
+    The kill switch stops everything. An open breaker stops runs until its cooldown is over; then
+    the next run is its half-open trial, so the buttons come back (the gate in ``core.jobs``
+    still cancels a run it refuses, with the reason). Disabling on every non-closed breaker would
+    leave no run to be the trial, and a breaker would stay open until someone reset it by hand.
+    """
+    switch = status.kill_switch
+    if switch.engaged:
+        return (
+            f"Generation is frozen by the kill switch ({md_escape(switch.reason)}): uploading PDFs, drafting, "
+            "saving edits and re-verifying are off until ops release it. Reading, accepting and history still work."
+        )
+    cooldown = timedelta(seconds=get_settings().breaker_cooldown_s)
+    cooling = [
+        b
+        for b in status.open_breakers
+        if b.state == breakers.OPEN and (b.opened_at is None or b.opened_at + cooldown > utcnow())
+    ]
+    if not cooling:
+        return None
+    until = max((b.opened_at or utcnow()) + cooldown for b in cooling)
+    names = ", ".join(md_escape(b.name) for b in cooling)
+    return (
+        f"Generation is paused: circuit breaker {names} is open. Uploading PDFs, drafting, saving edits and "
+        f"re-verifying come back at {until:%H:%M:%S} UTC for one trial run, or when ops reset it. "
+        "Reading, accepting and history still work."
+    )
+
+
+def control_action(action: Callable[[Engine], bool], *, unchanged: str) -> None:
+    """Flip a control (kill switch, breaker reset) and rerun; say so when someone else already did."""
+    try:
+        changed = action(engine())
+    except WorkbenchError as exc:
+        st.error(md_escape(exc))
+        return
+    if changed:
+        st.rerun()
+    st.warning(unchanged)
 
 
 # Text -----------------------------------------------------------------------------------------
@@ -214,8 +298,13 @@ def version_badge(version: ParagraphVersion) -> None:
         )
 
 
-def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents: Mapping[int, str]) -> None:
-    """One paragraph: brief, actions, the shown version sentence by sentence, history."""
+def paragraph_block(
+    s: Session, ident: Identity, paragraph: Paragraph, documents: Mapping[int, str], *, paused: str | None = None
+) -> None:
+    """One paragraph: brief, actions, the shown version sentence by sentence, history.
+
+    ``paused`` (from ``generation_pause``) turns off Draft, Re-verify and Save-and-verify and says why.
+    """
     pid = paragraph.id
     versions = ms.list_versions(s, tenant_id=ident.tenant_id, paragraph_id=pid)
     wanted = st.session_state.get(_key("view", pid))
@@ -229,12 +318,14 @@ def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents
                 key=_key("draft", pid),
                 icon=":material/edit_note:",
                 type="secondary" if versions else "primary",
+                disabled=paused is not None,
+                help=paused,
             )
             again = st.button(
                 "Re-verify",
                 key=_key("reverify", pid),
-                disabled=shown is None,
-                help="Check the shown version again against the facts as they are now; saves a new version.",
+                disabled=shown is None or paused is not None,
+                help=paused or "Check the shown version again against the facts as they are now; saves a new version.",
             )
             edit = st.button(
                 "Edit",
@@ -284,7 +375,7 @@ def paragraph_block(s: Session, ident: Identity, paragraph: Paragraph, documents
         if edit:
             st.session_state[_key("editing", pid)] = shown.id
         if st.session_state.get(_key("editing", pid)) == shown.id:
-            _edit_form(ident, pid, shown)
+            _edit_form(ident, pid, shown, paused)
         else:
             _version_view(s, ident, paragraph, shown, versions, documents)
         _history(pid, versions, shown, paragraph.accepted_version_id)
@@ -401,7 +492,7 @@ def _fact_card(s: Session, ident: Identity, ref: str, fact: Fact | None, documen
         st.caption(f"In context: …{lead}**{md_escape(fact.quote)}**{tail}…")
 
 
-def _edit_form(ident: Identity, pid: int, version: ParagraphVersion) -> None:
+def _edit_form(ident: Identity, pid: int, version: ParagraphVersion, paused: str | None) -> None:
     with st.form(key=_key("edit_form", pid, version.id)):
         st.caption(
             f"Editing version {version.number}. Saving creates a new version and verifies it again. "
@@ -419,8 +510,10 @@ def _edit_form(ident: Identity, pid: int, version: ParagraphVersion) -> None:
             )
             rows.append((text.strip(), re.findall(r"F\d+", cites.upper())))
         with st.container(horizontal=True):
-            save = st.form_submit_button("Save and verify", type="primary")
+            save = st.form_submit_button("Save and verify", type="primary", disabled=paused is not None)
             cancel = st.form_submit_button("Cancel")
+        if paused:
+            st.caption(f":material/block: {paused}")
     if cancel:
         st.session_state.pop(_key("editing", pid), None)
         st.rerun()

@@ -1,8 +1,10 @@
-"""Read-only, tenant-filtered queries the operations pages show until their own issues land.
+"""Read-only queries the operations pages show until their own issues land.
 
-Each aggregates in the database and takes the tenant. When core grows the real module
-(``core.metrics`` for costs and traces in issue 5, ``core.jobs`` for queues in issue 4, prompt
-deployments in issue 7), the page switches to it and the function here goes.
+Each aggregates in the database; queries of tenant data take the tenant. The control events
+are the exception: the kill switch and the breakers cover every tenant, so their log does too.
+When core grows the real module (``core.metrics`` for costs and traces in issue 5, ``core.jobs``
+for queues in issue 4, prompt deployments in issue 7, accounts in issue 6), the page switches
+to it and the function here goes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Job, LlmUsageEvent, ParagraphVersion
+from core.db import as_utc
+from core.models import ControlEvent, Job, LlmUsageEvent, ParagraphVersion, User
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def usage_by_agent(session: Session, *, tenant_id: int) -> list[AgentUsage]:
         .group_by(e.agent)
         .order_by(e.agent)
     )
-    return [AgentUsage(agent, int(n), int(i), int(o), int(c), float(cost)) for agent, n, i, o, c, cost in rows]
+    return [AgentUsage(agent, int(n), int(i), int(o), int(c), float(cost or 0)) for agent, n, i, o, c, cost in rows]
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,30 @@ def prompt_versions_in_use(session: Session, *, tenant_id: int, limit: int = 500
             per_agent = counts.setdefault(str(agent), {})
             per_agent[str(version)] = per_agent.get(str(version), 0) + 1
     return counts
+
+
+def user_label(session: Session, *, tenant_id: int, user_id: int) -> str:
+    """How the acting user is named in the control log: ``Display name (email)``."""
+    user = session.scalar(select(User).where(User.tenant_id == tenant_id, User.id == user_id))
+    return f"{user.display_name} ({user.email})" if user else f"user {user_id}"
+
+
+@dataclass(frozen=True)
+class ControlEventRow:
+    at: datetime
+    control: str
+    from_state: str | None
+    to_state: str
+    reason: str
+    actor: str
+
+
+def recent_control_events(session: Session, *, limit: int = 50) -> list[ControlEventRow]:
+    """The latest kill-switch and breaker changes, newest first (global, not per tenant)."""
+    e = ControlEvent
+    rows = session.execute(
+        select(e.at, e.control, e.from_state, e.to_state, e.reason, e.actor).order_by(e.id.desc()).limit(limit)
+    )
+    return [
+        ControlEventRow(as_utc(at), c, before, after, reason, actor) for at, c, before, after, reason, actor in rows
+    ]

@@ -84,6 +84,7 @@ class WriterInput(_Strict):
     brief: str
     facts: list[FactForWriter] = Field(description="facts found so far by search_corpus")
     max_sentences: int = 5
+    corpus: str = Field(default="", description="fingerprint of the manuscript's facts the tool searches")
 
 
 class DraftSentence(_Strict):

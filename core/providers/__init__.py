@@ -1,28 +1,85 @@
 """Model providers behind one seam: ``Provider.complete(ProviderRequest) -> ProviderResult``.
 
-``local`` (offline, deterministic, free) is the default and is registered like any other.
+``local`` (offline, deterministic, free) is the default and is registered like any other;
+``openai`` and ``anthropic`` are imported only when first asked for (their SDKs take about a
+second to import, which a page or a test that never calls them should not pay).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from core.errors import ProviderError
-from core.providers.base import Provider, ProviderRequest, ProviderResult, ToolCall
+from core.providers.base import Provider, ProviderRequest, ProviderResult, ToolCall, ToolSpec
 from core.providers.local import LocalProvider
+from core.settings import Settings, get_settings
 
-_REGISTRY: dict[str, type[Provider]] = {"local": LocalProvider}
+__all__ = [
+    "Provider",
+    "ProviderRequest",
+    "ProviderResult",
+    "ToolCall",
+    "ToolSpec",
+    "available",
+    "get_provider",
+    "register",
+]
 
-__all__ = ["Provider", "ProviderRequest", "ProviderResult", "ToolCall", "get_provider", "register"]
+Factory = Callable[[Settings], Provider]
+
+
+def _openai(settings: Settings) -> Provider:
+    from core.providers.openai_chat import OpenAIProvider
+
+    return OpenAIProvider(settings)
+
+
+def _anthropic(settings: Settings) -> Provider:
+    from core.providers.anthropic_messages import AnthropicProvider
+
+    return AnthropicProvider(settings)
+
+
+_REGISTRY: dict[str, Factory] = {
+    "local": lambda _settings: LocalProvider(),
+    "openai": _openai,
+    "anthropic": _anthropic,
+}
+# One instance per (name, settings object): a remote provider holds an HTTP client whose
+# connection pool should be reused. The settings object rides along in the value so its id
+# cannot be recycled by a new Settings while the entry lives.
+_instances: dict[tuple[str, int], tuple[Settings, Provider]] = {}
+_lock = threading.Lock()
 
 
 def register(name: str, provider: type[Provider]) -> None:
-    _REGISTRY[name] = provider
+    """Make ``provider`` (a class built with no arguments) available as ``WORKBENCH_PROVIDER=name``."""
+    with _lock:
+        _REGISTRY[name] = lambda _settings: provider()
+        for key in [key for key in _instances if key[0] == name]:
+            del _instances[key]
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
 
 
 def get_provider(name: str) -> Provider:
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ProviderError(
-            f"Provider {name!r} is not available in this build (the OpenAI and Anthropic providers arrive "
-            f"with the LLM gateway). Set WORKBENCH_PROVIDER=local to use the offline provider."
-        ) from None
+    """The provider called ``name``, built once for the current settings (a new one after ``reset_settings``)."""
+    settings = get_settings()
+    with _lock:
+        cached = _instances.get((name, id(settings)))
+        if cached is not None and cached[0] is settings:
+            return cached[1]
+        factory = _REGISTRY.get(name)
+        if factory is None:
+            raise ProviderError(
+                f"There is no provider called {name!r}; set WORKBENCH_PROVIDER to one of: {', '.join(available())}."
+            )
+        provider = factory(settings)
+        # Instances built for settings that are no longer current will never be asked for again.
+        for key in [key for key, (owner, _) in _instances.items() if owner is not settings]:
+            del _instances[key]
+        _instances[(name, id(settings))] = (settings, provider)
+        return provider

@@ -19,7 +19,7 @@ from core.tokens import count_tokens
 class LocalProvider:
     name = "local"
 
-    def model_for(self, agent: str) -> str:
+    def default_model(self, agent: str, profile: str) -> str:
         return f"local-{agent}-1"
 
     def complete(self, request: ProviderRequest) -> ProviderResult:

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.agents.contracts import DraftSentence, FactForWriter, WriterInput, WriterOutput
 from core.claims import analyse
-from core.providers.base import Tool, ToolCall
+from core.providers.base import ToolCall, ToolSpec
 
 SEARCH_TOP_K = 12
 NEAR_DUPLICATE = 0.8
@@ -19,13 +19,13 @@ NEAR_DUPLICATE = 0.8
 _POINTERS = re.compile(r"\s*\((?:see |cf\. )?(?:fig(?:ure)?s?|tables?|eqs?|equations?|supplementary)[^()]*\)", re.I)
 
 
-def write(request: WriterInput, tools: Mapping[str, Tool], calls: list[ToolCall]) -> WriterOutput:
+def write(request: WriterInput, tools: Mapping[str, ToolSpec], calls: list[ToolCall]) -> WriterOutput:
     candidates = list(request.facts)
     search = tools.get("search_corpus")
     if search is not None:
         arguments: dict[str, Any] = {"query": request.brief, "top_k": SEARCH_TOP_K}
-        found = search(**arguments)
-        calls.append(ToolCall("search_corpus", arguments, found))
+        found = search.fn(**arguments)
+        calls.append(ToolCall("search_corpus", arguments, search.record(found)))
         candidates.extend(FactForWriter(id=f["id"], text=f["text"], score=f["score"]) for f in found)
 
     chosen: list[FactForWriter] = []
