@@ -27,4 +27,5 @@ pages = {
 }
 page = st.navigation(pages)
 ui.render_status()
+ui.render_controls_banner(ui.generation_status())  # kill switch and open breakers, above every page
 page.run()

@@ -106,7 +106,9 @@ def set_kill_switch(engine: Engine, *, engaged: bool, reason: str, actor: str) -
                     at=utcnow(),
                 )
             )
-            log.warning("kill switch %s by %s: %s", "engaged" if engaged else "released", actor, reason)
+            log.warning(
+                "kill switch %s by %s%s", "engaged" if engaged else "released", actor, f": {reason}" if reason else ""
+            )
     return bool(changed)
 
 

@@ -222,7 +222,7 @@ def run_agent(
     """Call ``agent`` once, through every step of the gateway; returns its validated output."""
     settings = get_settings()
     provider = get_provider(settings.provider)
-    prompt = prompts.load(agent, ctx.prompt_pins.get(agent, prompts.DEFAULT_VERSION))
+    prompt = prompts.load(agent, ctx.prompt_pins.get(agent, prompts.DEFAULT_VERSION), settings.prompts_dir)
     route = routing.choose(provider, prompt, settings)
     rendered = prompt.render(**render)
     digest = input_hash(agent, prompt.version, route.model, payload, render)
@@ -389,8 +389,9 @@ def _attempts(
 
 
 def _error_class(error: WorkbenchError) -> str:
+    """A provider failure's class (timeout, rate_limit, ...), else the error's name: GenerationPaused."""
     failure_class = getattr(error, "failure_class", None)
-    return str(failure_class) if failure_class else type(error).__name__
+    return str(failure_class) if failure_class else type(error).__name__.removesuffix("Error")
 
 
 def _record_tool_calls(connection: Connection, ctx: CallContext, event_id: int, calls: list[ToolCall]) -> None:

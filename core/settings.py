@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         validation_alias="WORKBENCH_DATA_DIR",
         description="Where the SQLite file and the content-addressed PDF store live.",
     )
+    prompts_dir: Path = Field(
+        default=PROJECT_ROOT / "prompts",
+        validation_alias="WORKBENCH_PROMPTS_DIR",
+        description="Prompt files and their lock file (prompts/<agent>/<version>.md, prompts.lock.json).",
+    )
     database_url: str | None = Field(
         default=None,
         validation_alias="DATABASE_URL",

@@ -1,27 +1,116 @@
-"""Operations (ops, admins): what runs where today; queues, workers, accounts and audit come later."""
+"""Operations (ops, admins): generation controls and what runs where; queues, workers and audit come later."""
 
 import streamlit as st
 
-from core import ui
+from core import breakers, controls, ui
 from core.db import schema_is_current
 from core.jobs import recent_jobs
-from core.ui_queries import job_state_counts
+from core.ui_queries import job_state_counts, recent_control_events
 
 st.title("Operations")
 ui.not_built(4, "RQ workers and their health, the facts, generation and verification queues, cancel and retry")
-ui.not_built(3, "circuit breakers and the kill switch")
 ui.not_built(5, "alerts and SLOs")
 ui.not_built(6, "accounts and roles, the audit log, the model registry and its lifecycle")
 
+ident = ui.identity()
+actor = ui.actor()
+status = ui.generation_status()
+switch = status.kill_switch
+
+# Generation controls ----------------------------------------------------------------------------
+st.subheader("Generation controls")
+st.caption(
+    "The kill switch stops every model call and every new upload, draft, edit and re-verification at once, "
+    "for every workspace. Circuit breakers do the same on their own when a provider fails, verification "
+    "collapses or a paragraph costs too much. Stored and verified work stays readable either way."
+)
+st.markdown("**Kill switch**")
+if switch.engaged:
+    st.caption(
+        f"Engaged by {ui.md_escape(switch.actor or 'ops')} on {ui.when(switch.changed_at)}: "
+        f"{ui.md_escape(switch.reason)}"
+    )
+    if st.button("Release kill switch", key="operations_release", type="primary", icon=":material/play_arrow:"):
+        ui.control_action(
+            lambda e: controls.set_kill_switch(e, engaged=False, reason="", actor=actor),
+            unchanged="The kill switch was already released by someone else.",
+        )
+else:
+    last = f" by {ui.md_escape(switch.actor)} on {ui.when(switch.changed_at)}" if switch.changed_at else ""
+    st.caption(f"Released{last}: generation runs normally.")
+    with st.form("operations_engage", clear_on_submit=True):
+        reason = st.text_input(
+            "Reason (shown to everyone on every page)",
+            key="operations_reason",
+            placeholder="e.g. provider bills look wrong, investigating",
+        )
+        st.caption(f"Engaged as {ui.md_escape(actor)}.")
+        if st.form_submit_button("Engage kill switch", type="primary", icon=":material/block:"):
+            ui.control_action(
+                lambda e: controls.set_kill_switch(e, engaged=True, reason=reason, actor=actor),
+                unchanged="The kill switch was already engaged by someone else.",
+            )
+
+st.markdown("**Circuit breakers**")
+known = breakers.list_breakers(ui.engine())
+if known:
+    st.dataframe(
+        [
+            {
+                "Breaker": b.name,
+                "State": b.state.replace("_", "-"),
+                "Reason": b.reason,
+                "Opened at": b.opened_at,
+                "Window failures": b.window_failures,
+                "Window total": b.window_total,
+            }
+            for b in known
+        ],
+        hide_index=True,
+    )
+    st.caption(
+        "Window: failed attempts (provider), unsupported sentences (verification) out of all counted in the "
+        "current window. Reset a breaker once its cause is fixed; otherwise a trial run after the cooldown decides."
+    )
+else:
+    st.caption("No breaker has been used yet; each appears with the first call it guards.")
+for b in known:
+    if b.blocking and st.button(f"Reset {b.name}", key=f"operations_reset_{b.name}", icon=":material/restart_alt:"):
+        ui.control_action(
+            lambda e, name=b.name: breakers.reset(e, name, actor=actor),
+            unchanged=f"Breaker {ui.md_escape(b.name)} was already closed.",
+        )
+
+st.markdown("**Recent control events**")
+with ui.session() as s:
+    events = [
+        {
+            "At": e.at,
+            "Control": e.control,
+            "From": e.from_state or "",
+            "To": e.to_state,
+            "Reason": e.reason,
+            "Actor": e.actor,
+        }
+        for e in recent_control_events(s, limit=50)
+    ]
+if events:
+    st.dataframe(events, hide_index=True)
+else:
+    st.caption("No kill-switch or breaker changes recorded yet.")
+
+# Runtime and jobs -------------------------------------------------------------------------------
 st.subheader("Runtime")
 runtime = ui.runtime_status() | {
     "Schema": "at head" if schema_is_current(ui.engine()) else "behind: run python -m core migrate"
 }
 st.dataframe([{"Component": k, "Mode": v} for k, v in runtime.items()], hide_index=True, width=640)
 
-ident = ui.identity()
 st.subheader("Jobs")
-st.caption("Every upload, draft, edit and re-verification runs as a job; today they run in-process, one at a time.")
+st.caption(
+    "Every upload, draft, edit and re-verification runs as a job; today they run in-process, one at a time "
+    "(queues and workers arrive with issue 4)."
+)
 with ui.session() as s:
     counts = job_state_counts(s, tenant_id=ident.tenant_id)
     jobs = [

@@ -10,6 +10,7 @@ from core.settings import get_settings
 
 st.title("Write")
 ident = ui.identity()
+paused = ui.generation_pause(ui.generation_status())  # the banner above says why; the buttons obey it
 
 
 def new_manuscript_form() -> None:
@@ -55,7 +56,10 @@ files = upload_col.file_uploader(
     key=f"write_upload_{manuscript_id}_{nonce}",
     max_upload_size=get_settings().max_upload_mb,
     help="Text PDFs (not scans). The Librarian extracts facts, each quoting the PDF verbatim.",
+    disabled=paused is not None,
 )
+if paused:
+    upload_col.caption(f":material/block: {paused}")
 if files:
     with upload_col:
         outcomes = ui.render_uploads(files, manuscript_id=manuscript_id)
@@ -104,8 +108,10 @@ with ui.session() as s:
     paragraphs = list_paragraphs(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
     if not facts:
         st.caption("Upload PDFs first: the Writer only cites facts extracted from your sources.")
+    if paused and paragraphs:
+        st.caption(f":material/block: {paused}")
     for paragraph in paragraphs:
-        ui.paragraph_block(s, ident, paragraph, names)
+        ui.paragraph_block(s, ident, paragraph, names, paused=paused)
 
 with st.form("write_new_paragraph", clear_on_submit=True):
     brief = st.text_area(

@@ -20,6 +20,7 @@ from core import db
 from core.models import Base
 from core.settings import reset_settings
 from core.tenancy import Identity, bootstrap
+from tests.fakellm import FakeLLM, start_fake_llm
 
 
 def _database_url(tmp_root: Path) -> str:
@@ -93,3 +94,18 @@ def identity(session: Session) -> Identity:
     ident = bootstrap(session)
     session.commit()
     return ident
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[FakeLLM]:
+    """The local server speaking the OpenAI and Anthropic wire formats (one per test run)."""
+    server = start_fake_llm()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(llm_server: FakeLLM) -> FakeLLM:
+    """The fake model server with an empty script and no recorded requests."""
+    llm_server.reset()
+    return llm_server

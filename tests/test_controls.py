@@ -17,21 +17,8 @@ from core.providers import ProviderRequest, ProviderResult
 from core.providers.local import LocalProvider
 from core.settings import get_settings, reset_settings
 from core.tenancy import Identity
-from tests.fakellm import FakeLLM, Fault, start_fake_llm
+from tests.fakellm import FakeLLM, Fault
 from tests.test_gateway import context, use_provider, verify
-
-
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[FakeLLM]:
-    server = start_fake_llm()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(llm_server: FakeLLM) -> FakeLLM:
-    llm_server.reset()
-    return llm_server
 
 
 @pytest.fixture(autouse=True)

@@ -87,12 +87,14 @@ def control_events(engine: Engine) -> list[tuple[str, str | None, str, str, str]
 
 
 def trip_breaker(engine: Engine, name: str = BREAKER) -> None:
-    """Open a provider breaker the way the gateway does: a window of failed attempts."""
+    """Open a provider breaker the way the gateway does: one call whose attempts all failed, enough
+    of them to outweigh what the window already counted (at least ``breaker_min_calls``)."""
     settings = get_settings()
-    calls = settings.breaker_min_calls
+    counted = next((b.window_total for b in breakers.list_breakers(engine) if b.name == name), 0)
+    calls = max(settings.breaker_min_calls, counted)
     with engine.begin() as connection:
         breakers.record_attempts(connection, name, total=calls, failures=calls, trace_id="t-outage", settings=settings)
-    assert [b.state for b in breakers.list_breakers(engine)] == [breakers.OPEN]
+    assert {b.name: b.state for b in breakers.list_breakers(engine)}[name] == breakers.OPEN
 
 
 # (a) The kill switch on every page --------------------------------------------------------------

@@ -28,23 +28,10 @@ from core.models import LlmCacheEntry, LlmToolCall, LlmUsageEvent
 from core.providers import ToolSpec
 from core.settings import reset_settings
 from core.tenancy import Identity
-from tests.fakellm import FakeLLM, Fault, start_fake_llm
+from tests.fakellm import FakeLLM, Fault
 
 REMOTE = ["openai", "anthropic"]
 FACT = "Biochar raised maize yield by 12% in sandy soils."
-
-
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[FakeLLM]:
-    server = start_fake_llm()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(llm_server: FakeLLM) -> FakeLLM:
-    llm_server.reset()
-    return llm_server
 
 
 def use_provider(monkeypatch: pytest.MonkeyPatch, fake: FakeLLM, name: str, **env: str) -> None:
@@ -429,3 +416,27 @@ def test_a_cached_draft_is_not_served_after_the_corpus_changed(
     writer = [e for e in events(clean_db, "third") if e.agent == "writer"]
     assert len(writer) == 1 and not writer[0].cache_hit
     assert any(r.body.get("tools") for r in fake.requests)
+
+
+# -- prompts ---------------------------------------------------------------------------------------------
+
+
+def test_a_changed_prompt_file_under_a_locked_version_is_refused_naming_the_file(
+    fake: FakeLLM, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, session: Session, identity: Identity
+) -> None:
+    import shutil
+
+    from core import prompts
+    from core.errors import PromptError
+
+    copy = tmp_path / "prompts"
+    shutil.copytree(prompts.PROMPTS_DIR, copy)
+    verifier_file = copy / "verifier" / "v1.md"
+    verifier_file.write_bytes(verifier_file.read_bytes().replace(b"Decide whether", b"Decide, generously, whether"))
+    use_provider(monkeypatch, fake, "openai", WORKBENCH_PROMPTS_DIR=str(copy))
+    with pytest.raises(PromptError, match=r"prompts/verifier/v1\.md changed after it was locked"):
+        verify(context(session, identity))
+    assert fake.requests == []  # nothing was sent with the altered prompt
+    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(prompts.PROMPTS_DIR))
+    reset_settings()
+    assert verify(context(session, identity)).verdict == "supported"

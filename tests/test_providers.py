@@ -33,7 +33,7 @@ from core.providers import Provider, ProviderRequest, ToolCall, ToolSpec, get_pr
 from core.providers.local import LocalProvider
 from core.providers.remote import MAX_TOOL_ROUNDS, retry_after_seconds
 from core.settings import reset_settings
-from tests.fakellm import FakeLLM, Fault, start_fake_llm
+from tests.fakellm import FakeLLM, Fault
 
 KEY = "sk-test-DO-NOT-LEAK-1234567890"
 REMOTE = ["openai", "anthropic"]
@@ -43,19 +43,6 @@ FACTS = [
     {"id": "F2", "text": "The effect was not significant in clay soils.", "score": 0.7},
     {"id": "F3", "text": "Soil carbon rose over three seasons.", "score": 0.2},
 ]
-
-
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[FakeLLM]:
-    server = start_fake_llm()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(llm_server: FakeLLM) -> FakeLLM:
-    llm_server.reset()
-    return llm_server
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, name: str, *, key: str | None, base_url: str | None) -> None:
