@@ -19,6 +19,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from streamlit.runtime.pages_manager import PagesManager
 
 from core import breakers, controls
 from core import manuscripts as ms
@@ -67,9 +68,22 @@ def bootstrap_identity() -> Identity:
 
 
 def identity() -> Identity:
+    """Who is using the app; every page asks first, so this is where a page makes sure it runs
+    inside the frame (``app.py``: banner now, login later)."""
+    _require_frame()
     if "app_tenant_id" not in st.session_state:
         return bootstrap_identity()
     return Identity(tenant_id=st.session_state["app_tenant_id"], user_id=st.session_state["app_user_id"])
+
+
+def _require_frame() -> None:
+    # Until app.py has called st.navigation once in this process, Streamlit assumes the old
+    # pages/ folder mode and serves a deep link such as /operations by running that page file
+    # alone: no frame, no banner (and later no login). Leave that mode and run again, through
+    # app.py, which resolves the same page from the URL.
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def runtime_status() -> dict[str, str]:

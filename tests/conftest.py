@@ -10,17 +10,22 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import streamlit as st
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from streamlit.runtime import pages_manager
+from streamlit.testing.v1 import AppTest
 
 from core import db
 from core.models import Base
 from core.settings import reset_settings
 from core.tenancy import Identity, bootstrap
 from tests.fakellm import FakeLLM, start_fake_llm
+from tests.ui_helpers import APP, MakeApp
 
 
 def _database_url(tmp_root: Path) -> str:
@@ -109,3 +114,32 @@ def fake(llm_server: FakeLLM) -> FakeLLM:
     """The fake model server with an empty script and no recorded requests."""
     llm_server.reset()
     return llm_server
+
+
+@pytest.fixture
+def make_app(clean_db: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeApp]:
+    """A factory of AppTests of the whole app (the frame, app.py, around the page asked for)."""
+    # The server leaves Streamlit's old pages/ folder mode for good once app.py has called
+    # st.navigation (and core.ui makes sure it does); AppTest resets that flag before every run
+    # and would run a switched-to page file alone, without the frame. Keep it off, as the server does.
+    original_init = pages_manager.PagesManager.__init__
+
+    def init_as_after_navigation(self: pages_manager.PagesManager, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        pages_manager.PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(pages_manager.PagesManager, "__init__", init_as_after_navigation)
+    st.cache_resource.clear()  # process-wide and outlives an AppTest: each case builds its engine anew
+    reset_settings()
+
+    def make(page: str | None = None) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=120).run()
+        assert not at.exception, at.exception
+        if page:
+            at.switch_page(page).run()
+            assert not at.exception, at.exception
+        return at
+
+    yield make
+    st.cache_resource.clear()
+    reset_settings()

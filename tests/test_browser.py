@@ -114,7 +114,11 @@ def test_researcher_drafts_a_verified_paragraph_from_a_pdf(server: str) -> None:
             page = browser.new_page(viewport={"width": 1440, "height": 1250})
             page.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
-            page.goto(server)
+            # The first request after start-up is a deep link: it must still run inside the frame
+            # (app.py: navigation, status, banner), not the page file on its own.
+            page.goto(f"{server}/write")
+            expect(page.get_by_text("Provider: local (offline, no cost)")).to_be_visible()
+            expect(page.get_by_role("link", name="app")).to_have_count(0)
 
             # A first manuscript.
             expect(page.get_by_text("Start with a manuscript")).to_be_visible()

@@ -10,14 +10,11 @@ import getpass
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import streamlit as st
 from sqlalchemy import Engine, select
-from streamlit.runtime import pages_manager
 from streamlit.testing.v1 import AppTest
 
 from core import breakers, controls, db, ui
@@ -25,7 +22,7 @@ from core.manuscripts import add_paragraph, list_versions
 from core.models import ControlEvent
 from core.settings import get_settings, reset_settings
 from core.tenancy import DEFAULT_USER_EMAIL
-from tests.ui_helpers import APP, PAGES, seed_drafted
+from tests.ui_helpers import PAGES, MakeApp, seed_drafted
 
 ROOT = Path(__file__).resolve().parent.parent
 REASON = "Provider invoices look wrong, investigating"
@@ -33,37 +30,6 @@ ACTOR = "Ops on call"
 BREAKER = breakers.provider_breaker("local")
 UI_ACTOR = f"Researcher ({DEFAULT_USER_EMAIL})"
 """How the Operations page names the default user in the control log."""
-
-MakeApp = Callable[..., AppTest]
-
-
-@pytest.fixture
-def make_app(clean_db: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeApp]:
-    # The server runs app.py, the frame that draws the banner, on every rerun: its st.navigation call
-    # turns the legacy pages/ discovery off for good (PagesManager.uses_pages_directory = False).
-    # AppTest resets that flag before each run and, since pages/ exists, would run a switched-to page
-    # file alone, without the frame. Keep the flag off, as the server does after the first run.
-    original_init = pages_manager.PagesManager.__init__
-
-    def init_as_after_navigation(self: pages_manager.PagesManager, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        pages_manager.PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(pages_manager.PagesManager, "__init__", init_as_after_navigation)
-    st.cache_resource.clear()  # process-wide; each case builds its engine anew
-    reset_settings()
-
-    def make(page: str | None = None) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=120).run()
-        assert not at.exception, at.exception
-        if page:
-            at.switch_page(page).run()
-            assert not at.exception, at.exception
-        return at
-
-    yield make
-    st.cache_resource.clear()
-    reset_settings()
 
 
 def frozen_banners(at: AppTest) -> list[str]:

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from core import db, ui
 from core.manuscripts import add_paragraph, create_manuscript, list_manuscripts, list_versions
 from core.models import LlmUsageEvent
-from core.settings import reset_settings
 from core.tenancy import bootstrap
-from tests.ui_helpers import APP, BRIEF, PAGES, PDF_NAME, paper_pdf, seed_drafted
-
-MakeApp = Callable[..., AppTest]
-
-
-@pytest.fixture
-def make_app(clean_db: Engine) -> Iterator[MakeApp]:
-    # cache_resource is process-wide and outlives an AppTest: clear it so each case builds its engine anew.
-    st.cache_resource.clear()
-    reset_settings()
-
-    def make(page: str | None = None) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=120).run()
-        assert not at.exception, at.exception
-        if page:
-            at.switch_page(page).run()
-            assert not at.exception, at.exception
-        return at
-
-    yield make
-    st.cache_resource.clear()
+from tests.ui_helpers import BRIEF, PAGES, PDF_NAME, MakeApp, paper_pdf, seed_drafted
 
 
 def walk(node: Any) -> Iterator[Any]:

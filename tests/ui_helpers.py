@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
 
 from core import db
 from core.demo_corpus import DEMO_BRIEFS, demo_pdfs
@@ -62,3 +64,7 @@ def seed_drafted(engine: Engine, *, title: str = "Seeded manuscript") -> Seeded:
     with db.session_scope(engine) as s:
         version = draft_paragraph(s, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=paragraph.id)
     return Seeded(ident, manuscript.id, paragraph.id, version.id)
+
+
+MakeApp = Callable[..., AppTest]
+"""The ``make_app`` fixture (conftest): ``make_app("pages/write.py")`` gives a run AppTest on that page."""
