@@ -326,7 +326,10 @@ class ControlEvent(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
+        Index("ix_jobs_queue_state_created", "queue", "state", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
@@ -340,12 +343,34 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     trace_id: Mapped[str] = mapped_column(String(64), index=True)
     rq_job_id: Mapped[str | None] = mapped_column(String(64))
+    parent_job_id: Mapped[str | None] = mapped_column(String(36), doc="the job that queued this one (a chain)")
+    attempt: Mapped[int] = mapped_column(Integer, default=0, doc="runs started; fences a stale runner out")
+    max_attempts: Mapped[int] = mapped_column(Integer, default=2)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     transitions: Mapped[list[JobTransition]] = relationship(order_by="JobTransition.id")
+
+
+class WorkerRecord(Base):
+    """A process that runs jobs (an RQ worker, or the in-process executor of a web process)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), doc="rq | in-process")
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="idle", doc="idle busy stopped")
+    current_job_id: Mapped[str | None] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class JobTransition(Base):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from core import breakers, gateway
 from core.agents import verifier
 from core.agents.contracts import (
     CitedFact,
+    DraftSentence,
     RewriterInput,
     RewriterOutput,
     VerifierOutput,
@@ -28,7 +30,7 @@ from core.errors import NoFactsError, NotFoundError, WorkbenchError
 from core.facts import get_facts_by_ref
 from core.manuscripts import get_paragraph
 from core.models import Fact, ParagraphVersion, SentenceCheck
-from core.progress import ProgressFn, no_progress
+from core.progress import ProgressFn, no_progress, scaled
 from core.retrieval import corpus_fingerprint, search_corpus_tool
 from core.settings import get_settings
 
@@ -57,7 +59,56 @@ def draft_paragraph(
     job_id: str | None = None,
 ) -> ParagraphVersion:
     """Draft, verify and repair one paragraph from its brief; saves and returns a new version."""
-    settings = get_settings()
+    trace_id = trace_id or new_trace_id()
+    draft = write_draft(
+        session,
+        tenant_id=tenant_id,
+        paragraph_id=paragraph_id,
+        trace_id=trace_id,
+        progress=scaled(progress, 0.0, 0.2),
+        job_id=job_id,
+    )
+    return finish_draft(
+        session,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        paragraph_id=paragraph_id,
+        draft=draft,
+        trace_id=trace_id,
+        progress=scaled(progress, 0.2, 1.0),
+        job_id=job_id,
+    )
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The Writer's sentences and the facts its searches found: what the verification step needs.
+
+    JSON-able (``as_dict``/``from_dict``), so a draft can travel from the generation queue to the
+    verification queue inside a job's payload.
+    """
+
+    sentences: list[tuple[str, list[str]]]
+    retrieved: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"sentences": [[text, cites] for text, cites in self.sentences], "retrieved": self.retrieved}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Draft:
+        return cls([(str(text), [str(c) for c in cites]) for text, cites in data["sentences"]], list(data["retrieved"]))
+
+
+def write_draft(
+    session: Session,
+    *,
+    tenant_id: int,
+    paragraph_id: int,
+    trace_id: str,
+    progress: ProgressFn = no_progress,
+    job_id: str | None = None,
+) -> Draft:
+    """The Writer's part: find facts with ``search_corpus`` and draft sentences citing them. Writes nothing."""
     paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
     has_facts = session.scalar(
         select(func.count(Fact.id)).where(Fact.tenant_id == tenant_id, Fact.manuscript_id == paragraph.manuscript_id)
@@ -69,7 +120,7 @@ def draft_paragraph(
     corpus = corpus_fingerprint(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
     tool = search_corpus_tool(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
 
-    progress(0.05, "Writer: finding facts and drafting")
+    progress(0.1, "Writer: finding facts and drafting")
     draft = gateway.run_agent(
         "writer",
         WriterInput(brief=paragraph.brief, facts=[], max_sentences=5, corpus=corpus),
@@ -84,8 +135,31 @@ def draft_paragraph(
             "the PDF that covers it."
         )
     retrieved = [str(r["id"]) for call in ctx.tool_calls if call.name == "search_corpus" for r in call.result]
-    sentences = _verify_all(session, ctx, paragraph.manuscript_id, draft, progress)
-    sentences = _repair(session, ctx, paragraph.manuscript_id, sentences, retrieved, settings.rewrite_rounds, progress)
+    progress(1.0, f"Writer: {len(draft.sentences)} sentences drafted")
+    return Draft([(s.text, list(s.cites)) for s in draft.sentences], retrieved)
+
+
+def finish_draft(
+    session: Session,
+    *,
+    tenant_id: int,
+    user_id: int | None,
+    paragraph_id: int,
+    draft: Draft,
+    trace_id: str,
+    progress: ProgressFn = no_progress,
+    job_id: str | None = None,
+) -> ParagraphVersion:
+    """The Verifier's and Rewriter's part: check every sentence, repair what failed, save the version."""
+    settings = get_settings()
+    paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
+    ctx = _context(session, tenant_id, paragraph_id, trace_id, job_id)
+    ctx.drafting = True
+    written = WriterOutput(sentences=[DraftSentence(text=text, cites=cites) for text, cites in draft.sentences])
+    sentences = _verify_all(session, ctx, paragraph.manuscript_id, written, progress)
+    sentences = _repair(
+        session, ctx, paragraph.manuscript_id, sentences, draft.retrieved, settings.rewrite_rounds, progress
+    )
     progress(0.95, "Saving the new version")
     return _save_version(session, ctx, paragraph_id, user_id, sentences, origin="drafted")
 
@@ -113,7 +187,13 @@ def save_edited_version(
 
 
 def reverify(
-    session: Session, *, tenant_id: int, user_id: int | None, paragraph_id: int, version_id: int
+    session: Session,
+    *,
+    tenant_id: int,
+    user_id: int | None,
+    paragraph_id: int,
+    version_id: int,
+    trace_id: str | None = None,
 ) -> ParagraphVersion:
     """Check an existing version again (against the facts as they are now) as a new version."""
     paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
@@ -126,7 +206,7 @@ def reverify(
     )
     if version is None:
         raise NotFoundError(f"Version {version_id} does not belong to paragraph {paragraph_id}.")
-    ctx = _context(session, tenant_id, paragraph.id, None, None)
+    ctx = _context(session, tenant_id, paragraph.id, trace_id, None)
     checked = [
         _Sentence(s.text, list(s.cites), _verify_one(session, ctx, paragraph.manuscript_id, s.text, list(s.cites)))
         for s in version.sentences

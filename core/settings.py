@@ -78,6 +78,28 @@ class Settings(BaseSettings):
         '"cached_input": 0.05}}; wins over the built-in table.',
     )
 
+    job_workers: int = Field(
+        default=2,
+        validation_alias="WORKBENCH_JOB_THREADS",
+        description="Jobs run at once by the in-process executor (embedded default, no REDIS_URL).",
+    )
+    job_heartbeat_s: float = Field(
+        default=2.0, validation_alias="JOB_HEARTBEAT_S", description="How often a running job says it is alive, s."
+    )
+    job_stale_after_s: float = Field(
+        default=30.0,
+        validation_alias="JOB_STALE_AFTER_S",
+        description="A running job silent this long is taken as dead (its worker was killed), s.",
+    )
+    job_max_attempts: int = Field(
+        default=2,
+        validation_alias="JOB_MAX_ATTEMPTS",
+        description="Runs a job gets when its worker dies under it: it is queued again until this, then FAILED.",
+    )
+    job_timeout_s: int = Field(
+        default=1800, validation_alias="JOB_TIMEOUT_S", description="Longest a job may run on an RQ worker, s."
+    )
+
     breaker_window_s: int = Field(
         default=300, validation_alias="BREAKER_WINDOW_S", description="Window breakers count failures over, s."
     )
