@@ -41,5 +41,12 @@ bench: venv
 	$(PY) bench/pipeline.py
 	$(PY) bench/gateway_overhead.py
 
+# RQ workers on PostgreSQL and Redis at 127.0.0.1 (throw-away databases bench_throughput and bench_load,
+# Redis dbs 12 and 13): scaling over 1, 2 and 4 workers, then 20 users at once (exit 1 if a job is lost).
+.PHONY: bench-workers
+bench-workers: venv
+	$(PY) bench/throughput.py
+	$(PY) bench/load.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,9 +8,11 @@ this, so the two see a sentence the same way.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import snowballstemmer
 
@@ -342,7 +344,16 @@ _POWER_OF_TEN_RE = re.compile(r"(?<![\d.×x*]\s)(?<![\d.×x*])\b10\^([-+]?\d+)")
 _SCIENTIFIC_RE = re.compile(r"(\d+(?:\.\d+)?)\s*[×x*]\s*10\^?\s*([-+]?\d+)")
 _MULTIPLIERS = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
 _MULTIPLIER_RE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s+(thousand|million|billion|trillion)\b", re.IGNORECASE)
-_stemmer = snowballstemmer.stemmer("english")
+_stemmers = threading.local()
+"""One Snowball stemmer per thread: a stemmer keeps state while it works, so jobs running on
+parallel threads corrupt a shared one (seen: IndexError inside snowballstemmer)."""
+
+
+def _stemmer() -> Any:
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        stemmer = _stemmers.english = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 def _plain(value: float) -> str:
@@ -435,7 +446,7 @@ def stem(word: str) -> str:
         return "compar"
     if word == "post":
         return "after"  # "post-challenge" / "after challenge"
-    return str(_stemmer.stemWord(word))
+    return str(_stemmer().stemWord(word))
 
 
 def normalize(text: str) -> str:

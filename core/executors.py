@@ -25,7 +25,7 @@ from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 _J = table_of(Job)
-MAINTENANCE_S = 5.0
+MAINTENANCE_S = worker_records.BEAT_S
 """How often an executor beats for itself and reaps jobs whose worker died, seconds."""
 
 
@@ -110,6 +110,10 @@ class InProcessExecutor:
             except Exception:
                 log.warning("reaping stale jobs failed", exc_info=True)
 
+    def close(self) -> None:
+        """Stop beating and reaping; jobs already submitted (and the jobs they queue) still run."""
+        self._stop.set()
+
     def drain(self, timeout: float = 60.0) -> None:
         """Wait until every job submitted so far, and every job those queued, has ended."""
         deadline = time.monotonic() + timeout
@@ -153,7 +157,8 @@ class RqExecutor:
         from redis.exceptions import RedisError
         from rq import Queue
 
-        rq_id = f"{job_id}.{uuid.uuid4().hex[:8]}"
+        # rq 2.x accepts only letters, digits, "_" and "-" in a job id.
+        rq_id = f"{job_id}_{uuid.uuid4().hex[:8]}"
         try:
             Queue(queue, connection=self.redis).enqueue(
                 "workers.tasks.run_job",
@@ -197,12 +202,30 @@ def _safe(url: str) -> str:
         return "the configured REDIS_URL"
 
 
+_in_process: list[InProcessExecutor] = []
+"""Every in-process executor built, so ``reset_executors`` can stop their maintenance threads."""
+
+
 @lru_cache(maxsize=8)
 def _executor(database_url: str, redis_url: str | None, threads: int) -> Executor:
     engine = get_engine(database_url)
     if redis_url:
         return RqExecutor(engine, redis_url)
-    return InProcessExecutor(engine, threads)
+    executor = InProcessExecutor(engine, threads)
+    _in_process.append(executor)
+    return executor
+
+
+def reset_executors() -> None:
+    """Forget the executors built so far and stop the maintenance of the in-process ones.
+
+    For tests that change ``REDIS_URL`` or the job settings between cases: clearing the cache
+    alone would leave each old in-process executor reaping (with whatever settings are current)
+    into a pool nobody drains, racing the executor or the workers the next case uses.
+    """
+    _executor.cache_clear()
+    while _in_process:
+        _in_process.pop().close()
 
 
 def get_executor() -> Executor:

@@ -53,10 +53,10 @@ class Heartbeat(threading.Thread):
         self.engine, self.job_id, self.attempt, self.interval = engine, job.id, attempt, interval
         self.fraction, self.stage = 0.0, "Starting"
         self.cancelled = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._halt.wait(self.interval):
             self.beat()
 
     def beat(self) -> None:
@@ -84,7 +84,7 @@ class Heartbeat(threading.Thread):
         return progress
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 def execute(

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         validation_alias="WORKBENCH_PROVIDER",
         description="Provider for every agent: local (offline), openai or anthropic.",
     )
+    provider_plugins: str = Field(
+        default="",
+        validation_alias="WORKBENCH_PROVIDER_PLUGINS",
+        description="Comma-separated modules that register further providers when imported.",
+    )
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
@@ -65,6 +70,12 @@ class Settings(BaseSettings):
         default=60.0,
         validation_alias="WORKBENCH_PROVIDER_TIMEOUT_S",
         description="Seconds one provider attempt may take before it counts as a timeout.",
+    )
+    local_latency_ms: float = Field(
+        default=0.0,
+        ge=0,
+        validation_alias="WORKBENCH_LOCAL_LATENCY_MS",
+        description="Sleep per local-provider call, ms: simulates a remote model for benchmarks.",
     )
     retry_max_delay_s: float = Field(
         default=30.0,

@@ -48,8 +48,14 @@ def _spec(name: str, ranks: dict[bytes, int]) -> dict[str, Any]:
     return spec
 
 
-@lru_cache(maxsize=2)
 def encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
+    """The named encoding, loaded once per process (``encoding()`` and ``encoding(DEFAULT_ENCODING)``
+    share it: a cache keyed on the call's arguments would load the vocabulary twice)."""
+    return _encoding(name)
+
+
+@lru_cache(maxsize=2)
+def _encoding(name: str) -> tiktoken.Encoding:
     if name not in _OFFLINE_ENCODINGS:
         raise ValueError(f"encoding {name!r} is not available offline; use one of {_OFFLINE_ENCODINGS}")
     spec = _spec(name, _load_ranks(name))

@@ -8,12 +8,12 @@ text, sentences, quotes) is shown with ``st.text`` or markdown-escaped; nothing 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -21,20 +21,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import breakers, controls
+from core import breakers, controls, jobs
 from core import manuscripts as ms
 from core.db import get_engine, migrate, session_scope
 from core.documents import get_chunk
 from core.errors import WorkbenchError
+from core.executors import QueueUnavailableError, get_executor
 from core.facts import get_facts_by_ref
-from core.jobs import SUCCEEDED, run_inline
 from core.models import Fact, Paragraph, ParagraphVersion, SentenceCheck, utcnow
-from core.pipeline import draft_paragraph, new_trace_id, reverify, save_edited_version
-from core.progress import ProgressFn
+from core.pipeline import new_trace_id
 from core.settings import get_settings
-from core.sources import add_source
+from core.storage import delete_blob, store_blob
 from core.tenancy import Identity, bootstrap
-from core.ui_queries import user_label
+from core.ui_queries import KIND_LABELS, Action, actions, live_actions, queue_place, user_label
 
 # Frame: engine, sessions, identity, status ----------------------------------------------------
 
@@ -95,9 +94,31 @@ def runtime_status() -> dict[str, str]:
     else:
         database = f"PostgreSQL · {url.host or 'localhost'}/{url.database or ''}"
     provider = {"local": "local (offline, no cost)"}.get(settings.provider, settings.provider)
-    # core.jobs runs everything in-process until RQ workers land (issue 4), REDIS_URL or not.
-    jobs = "in-process (REDIS_URL set; RQ workers come with issue 4)" if settings.redis_url else "in-process"
-    return {"Provider": provider, "Database": database, "Jobs": jobs}
+    if settings.redis_url:
+        answering = "answering" if _queue_answers(settings.redis_url) else "NOT answering"
+        runs_jobs = f"RQ at {_redis_address(settings.redis_url)} ({answering})"
+    else:
+        runs_jobs = f"in-process ({settings.job_workers} thread{'s' * (settings.job_workers != 1)})"
+    return {"Provider": provider, "Database": database, "Jobs": runs_jobs}
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _queue_answers(redis_url: str) -> bool:
+    """Whether the job queue answers a ping (cached a few seconds: every page run shows it)."""
+    try:
+        get_executor().ping()
+    except QueueUnavailableError:
+        return False
+    return True
+
+
+def _redis_address(url: str) -> str:
+    """``redis://host:port`` of a Redis URL: no password, no database number."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
+    except ValueError:  # a port that is not a number: say which setting, never echo a password
+        return "the REDIS_URL address"
 
 
 def render_status() -> None:
@@ -208,87 +229,216 @@ def not_built(issue: int, what: str) -> None:
     st.info(f"**Not built yet, comes with issue {issue}:** {what}.", icon=":material/construction:")
 
 
-# Uploads -------------------------------------------------------------------------------------
+# Jobs: queue one where the user acts, follow it live -----------------------------------------
+
+JOB_POLL_S = 1.0
+"""How often the Write page looks at the jobs it follows while one is queued or running, seconds."""
 
 
-@dataclass(frozen=True)
-class UploadOutcome:
-    filename: str
-    ok: bool
-    message: str
-
-
-def ingest_upload(
-    engine: Engine, *, identity: Identity, manuscript_id: int, filename: str, data: bytes, progress: ProgressFn
-) -> UploadOutcome:
-    """Ingest one PDF as an ``ingest`` job of its own; a bad file becomes a message, never an exception."""
-    trace_id = new_trace_id()
-
-    def work(s: Session, report: ProgressFn, job_id: str) -> dict[str, Any]:
-        result = add_source(
-            s,
-            identity=identity,
-            manuscript_id=manuscript_id,
-            filename=filename,
-            data=data,
-            trace_id=trace_id,
-            progress=report,
-            job_id=job_id,
+def start_job(kind: str, payload: dict[str, Any], *, track: str) -> str | None:
+    """Queue a job for the current user and follow it under the session key ``track``; returns
+    its id at once (it runs on a worker). A refusal (the queue is down, ...) is shown, and None."""
+    ident = identity()
+    try:
+        job_id = jobs.enqueue(
+            engine(),
+            tenant_id=ident.tenant_id,
+            user_id=ident.user_id,
+            kind=kind,
+            payload=payload,
+            trace_id=new_trace_id(),
         )
-        return {
-            "document_id": result.document.id,
-            "pages": result.document.page_count,
-            "facts_added": result.facts_added,
-            "facts_rejected": result.facts_rejected,
-        }
-
-    outcome = run_inline(
-        engine,
-        tenant_id=identity.tenant_id,
-        user_id=identity.user_id,
-        kind="ingest",
-        payload={"manuscript_id": manuscript_id, "filename": filename},
-        trace_id=trace_id,
-        work=work,
-        progress=progress,
-    )
-    if outcome.state != SUCCEEDED or outcome.result is None:
-        return UploadOutcome(filename, False, outcome.error or "The file could not be ingested.")
-    result = outcome.result
-    message = f"{result['pages']} pages, {result['facts_added']} facts extracted"
-    if result["facts_rejected"]:
-        message += f" ({result['facts_rejected']} rejected: quote not found verbatim in the PDF)"
-    return UploadOutcome(filename, True, message)
+    except WorkbenchError as exc:
+        st.error(md_escape(exc), icon=":material/cloud_off:")
+        return None
+    st.session_state[track] = [*st.session_state.get(track, []), job_id]
+    return job_id
 
 
-def render_uploads(files: Iterable[Any], *, manuscript_id: int) -> list[UploadOutcome]:
-    """Ingest uploaded files one by one, each with a live progress bar."""
-    outcomes = []
-    for file in files:
-        with st.status(f"Ingesting {md_escape(file.name)}…", expanded=True) as status:
-            bar = st.progress(0.0, text="Reading the PDF")
-            outcome = ingest_upload(
+def queue_upload(
+    engine: Engine, *, identity: Identity, manuscript_id: int, filename: str, data: bytes, trace_id: str
+) -> str:
+    """Keep the PDF in the file store, then queue its ``ingest`` job; returns the job id. When it
+    cannot be queued, a copy this call stored goes again and the error propagates."""
+    sha256, _path, created = store_blob(data)
+    try:
+        return jobs.enqueue(
+            engine,
+            tenant_id=identity.tenant_id,
+            user_id=identity.user_id,
+            kind="ingest",
+            payload={"manuscript_id": manuscript_id, "filename": filename, "sha256": sha256},
+            trace_id=trace_id,
+        )
+    except Exception:
+        if created:
+            delete_blob(sha256)
+        raise
+
+
+def start_uploads(files: Sequence[Any], *, manuscript_id: int, track: str) -> list[str]:
+    """One ``ingest`` job per uploaded file, followed under ``track``; returns why files were refused."""
+    ident, refused = identity(), []
+    for index, file in enumerate(files):
+        try:
+            job_id = queue_upload(
                 engine(),
-                identity=identity(),
+                identity=ident,
                 manuscript_id=manuscript_id,
                 filename=file.name,
                 data=file.getvalue(),
-                progress=_bar_progress(bar),
+                trace_id=new_trace_id(),
             )
-            status.update(
-                label=f"{md_escape(file.name)}: {md_escape(outcome.message)}",
-                state="complete" if outcome.ok else "error",
-                expanded=not outcome.ok,
-            )
-        outcomes.append(outcome)
-    return outcomes
+        except QueueUnavailableError as exc:  # the queue is down: the files after this one would fare no better
+            names = [f.name for f in files[index:]]
+            refused.append(f"{', '.join(names)} {'was' if len(names) == 1 else 'were'} not queued: {exc}")
+            break
+        except WorkbenchError as exc:
+            refused.append(f"{file.name} was not queued: {exc}")
+            continue
+        st.session_state[track] = [*st.session_state.get(track, []), job_id]
+    return refused
 
 
-def _bar_progress(bar: Any) -> ProgressFn:
-    def report(fraction: float, message: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=md_escape(message))
+def upload_track(manuscript_id: int) -> str:
+    """The session key under which the Write page follows a manuscript's uploads."""
+    return f"write_uploads_{manuscript_id}"
 
-    return report
+
+def adopt_live_jobs() -> None:
+    """Once per session: follow this user's actions that are still queued or running (started
+    before a reload or in another tab), uploads by manuscript and the rest by paragraph."""
+    if st.session_state.get("write_jobs_adopted"):
+        return
+    ident = identity()
+    with session() as s:
+        live = live_actions(s, tenant_id=ident.tenant_id, user_id=ident.user_id)
+    for job in live:
+        if job.kind == "ingest" and "manuscript_id" in job.payload:
+            key = upload_track(int(job.payload["manuscript_id"]))
+        elif "paragraph_id" in job.payload:
+            key = _key("jobs", int(job.payload["paragraph_id"]))
+        else:
+            continue
+        if job.job_id not in st.session_state.get(key, []):
+            st.session_state[key] = [*st.session_state.get(key, []), job.job_id]
+    st.session_state["write_jobs_adopted"] = True
+
+
+def upload_report(done: str) -> None:
+    """What the finished uploads followed under ``done`` added: pages and facts per file."""
+    lines = []
+    for action in actions(engine(), tenant_id=identity().tenant_id, job_ids=list(st.session_state.get(done, []))):
+        result = action.result
+        line = f"{action.subject}: {result.get('pages', 0)} pages, {result.get('facts_added', 0)} facts extracted"
+        if result.get("facts_rejected"):
+            line += f" ({result['facts_rejected']} rejected: quote not found verbatim in the PDF)"
+        lines.append(md_escape(line))
+    if lines:
+        st.success("  \n".join(lines), icon=":material/picture_as_pdf:")
+
+
+def follow_jobs(track: str, *, forget: tuple[str, ...] = (), done: str | None = None, live: bool | None = None) -> bool:
+    """Show the actions followed under ``track``, live, and return whether one is still running.
+
+    A fragment reruns every ``JOB_POLL_S`` while any of them is queued or running: each job with
+    its queue place or stage and progress, and Cancel. When an action succeeds the whole page
+    runs again, once, so what it made shows; its id moves to ``done`` and the ``forget`` keys go.
+    A failed or cancelled one stays with its error, Retry and Dismiss. ``live``: whether one is
+    running, when the caller has just asked.
+    """
+    if not st.session_state.get(track):
+        return False
+    live = _live(track) if live is None else live
+    st.fragment(_job_rows, run_every=JOB_POLL_S if live else None)(track, live, forget, done)
+    return live
+
+
+def _live(track: str) -> bool:
+    ids = list(st.session_state.get(track, []))
+    return bool(ids) and any(a.live for a in actions(engine(), tenant_id=identity().tenant_id, job_ids=ids))
+
+
+def _job_rows(track: str, polling: bool, forget: tuple[str, ...], done: str | None) -> None:
+    ident = identity()
+    followed = actions(engine(), tenant_id=ident.tenant_id, job_ids=list(st.session_state.get(track, [])))
+    finished = [a.job_id for a in followed if a.succeeded]
+    st.session_state[track] = [a.job_id for a in followed if not a.succeeded]
+    if finished:
+        if done:
+            st.session_state[done] = [*st.session_state.get(done, []), *finished]
+        for key in forget:
+            st.session_state.pop(key, None)
+        st.rerun()  # the whole page, once: the new version or document shows
+    if polling != any(a.live for a in followed):
+        st.rerun()  # the whole page starts or stops the timer
+    for action in followed:
+        _action_rows(action, track)
+
+
+def _action_rows(action: Action, track: str) -> None:
+    for view in action.jobs:
+        label = KIND_LABELS.get(view.kind, view.kind)
+        if view.kind == "ingest" and action.subject:
+            label = f"{label} {md_escape(action.subject)}"
+        if view.state == jobs.QUEUED:
+            st.caption(f":material/hourglass_top: **{label}** · queued")
+            with st.container(horizontal=True, vertical_alignment="center"):
+                st.caption(queue_place(view))
+                _cancel_button(view)
+        elif view.state == jobs.RUNNING:
+            stage = md_escape(view.stage or "Starting")
+            st.progress(min(max(view.progress, 0.0), 1.0), text=f"**{label}** · {stage}")
+            with st.container(horizontal=True, vertical_alignment="center"):
+                where = f" on {md_escape(view.worker)}" if view.worker else ""
+                note = " · stopping at its next step" if view.cancel_requested else ""
+                st.caption(f"Attempt {view.attempt} of {view.max_attempts}{where}{note}")
+                _cancel_button(view)
+        elif view.state == jobs.SUCCEEDED:
+            st.caption(f":material/check: {label}: done")
+    stopped = action.stopped
+    if stopped is None:
+        return
+    what = KIND_LABELS.get(stopped.kind, stopped.kind)
+    name = f"{md_escape(action.subject)} was not added" if stopped.kind == "ingest" else f"{what} stopped"
+    message = f"{name}: {md_escape(stopped.error or stopped.state.lower())}"
+    if stopped.state == jobs.CANCELLED:
+        st.warning(message, icon=":material/cancel:")
+    else:
+        st.error(message, icon=":material/error:")
+    paused = generation_pause(generation_status())
+    with st.container(horizontal=True):
+        if st.button("Retry", key=f"write_retry_{stopped.id}", icon=":material/replay:", disabled=paused is not None):
+            _retry(action, stopped, track)
+        if st.button("Dismiss", key=f"write_dismiss_{stopped.id}", type="tertiary"):
+            st.session_state[track] = [i for i in st.session_state.get(track, []) if i != action.job_id]
+            st.rerun()
+    if paused:
+        st.caption(f":material/block: {paused}")
+
+
+def _cancel_button(view: jobs.JobView) -> None:
+    if st.button("Cancel", key=f"write_cancel_{view.id}", icon=":material/stop:", disabled=view.cancel_requested):
+        try:
+            jobs.cancel(engine(), tenant_id=identity().tenant_id, job_id=view.id)
+        except WorkbenchError as exc:  # it ended meanwhile
+            st.toast(md_escape(exc))
+        st.rerun()
+
+
+def _retry(action: Action, stopped: jobs.JobView, track: str) -> None:
+    """Queue the stopped job again as a new action with a new trace, in the place of the old one."""
+    ident = identity()
+    try:
+        job_id = jobs.retry(
+            engine(), tenant_id=ident.tenant_id, user_id=ident.user_id, job_id=stopped.id, trace_id=new_trace_id()
+        )
+    except WorkbenchError as exc:
+        st.error(md_escape(exc), icon=":material/cloud_off:")
+        return
+    ids = st.session_state.get(track, [])
+    st.session_state[track] = [job_id if i == action.job_id else i for i in ids]
+    st.rerun()
 
 
 # Paragraph blocks -----------------------------------------------------------------------------
@@ -315,14 +465,20 @@ def version_badge(version: ParagraphVersion) -> None:
 def paragraph_block(
     s: Session, ident: Identity, paragraph: Paragraph, documents: Mapping[int, str], *, paused: str | None = None
 ) -> None:
-    """One paragraph: brief, actions, the shown version sentence by sentence, history.
+    """One paragraph: brief, actions, its jobs live, the shown version sentence by sentence, history.
 
-    ``paused`` (from ``generation_pause``) turns off Draft, Re-verify and Save-and-verify and says why.
+    Draft, Re-verify and Save-and-verify each queue a job and return; ``follow_jobs`` shows it
+    below the buttons. ``paused`` (from ``generation_pause``) turns those three off and says why,
+    and so does a job of this paragraph that is still queued or running.
     """
-    pid = paragraph.id
+    pid, track = paragraph.id, _key("jobs", paragraph.id)
     versions = ms.list_versions(s, tenant_id=ident.tenant_id, paragraph_id=pid)
     wanted = st.session_state.get(_key("view", pid))
     shown = next((v for v in versions if v.id == wanted), versions[0] if versions else None)
+    # One action at a time per paragraph: a second Draft while one runs would only race it.
+    live = _live(track)
+    busy = "A job for this paragraph is still running: wait for it or cancel it." if live else None
+    blocked = paused or busy
     with st.container(border=True):
         st.markdown(f"**Paragraph {paragraph.position}**")
         st.caption(f"Brief: {md_escape(paragraph.brief)}")
@@ -332,14 +488,14 @@ def paragraph_block(
                 key=_key("draft", pid),
                 icon=":material/edit_note:",
                 type="secondary" if versions else "primary",
-                disabled=paused is not None,
-                help=paused,
+                disabled=blocked is not None,
+                help=blocked,
             )
             again = st.button(
                 "Re-verify",
                 key=_key("reverify", pid),
-                disabled=shown is None or paused is not None,
-                help=paused or "Check the shown version again against the facts as they are now; saves a new version.",
+                disabled=shown is None or blocked is not None,
+                help=blocked or "Check the shown version again against the facts as they are now; saves a new version.",
             )
             edit = st.button(
                 "Edit",
@@ -357,39 +513,24 @@ def paragraph_block(
             )
             with st.popover("Brief", icon=":material/edit:", key=_key("briefpop", pid)):
                 _brief_form(ident, paragraph)
-        if draft:
-            _run(
-                pid,
-                "draft",
-                "Drafting the paragraph…",
-                lambda w, p, trace, job: draft_paragraph(
-                    w,
-                    tenant_id=ident.tenant_id,
-                    user_id=ident.user_id,
-                    paragraph_id=pid,
-                    trace_id=trace,
-                    progress=p,
-                    job_id=job,
-                ),
-            )
+        if draft and start_job("draft", {"paragraph_id": pid}, track=track):
+            st.rerun()
+        if (
+            again
+            and shown is not None
+            and start_job("reverify", {"paragraph_id": pid, "version_id": shown.id}, track=track)
+        ):
+            st.rerun()
+        follow_jobs(track, forget=(_key("view", pid), _key("editing", pid)), live=live)
         if shown is None:
             st.caption("No draft yet. Press **Draft**: the Writer cites your facts, the Verifier checks each sentence.")
             return
-        if again:
-            _run(
-                pid,
-                "reverify",
-                "Verifying again…",
-                lambda w, _p, _trace, _job: reverify(
-                    w, tenant_id=ident.tenant_id, user_id=ident.user_id, paragraph_id=pid, version_id=shown.id
-                ),
-            )
         if accept:
             act(lambda w: ms.accept_version(w, tenant_id=ident.tenant_id, paragraph_id=pid, version_id=shown.id))
         if edit:
             st.session_state[_key("editing", pid)] = shown.id
         if st.session_state.get(_key("editing", pid)) == shown.id:
-            _edit_form(ident, pid, shown, paused)
+            _edit_form(pid, shown, blocked)
         else:
             _version_view(s, ident, paragraph, shown, versions, documents)
         _history(pid, versions, shown, paragraph.accepted_version_id)
@@ -405,35 +546,6 @@ def act(action: Callable[[Session], object]) -> bool:
         return False
     st.rerun()
     return True  # pragma: no cover (st.rerun does not return)
-
-
-Step = Callable[[Session, ProgressFn, str, str], ParagraphVersion]
-"""A paragraph job's body: (session, progress, trace_id, job_id) -> the new version."""
-
-
-def _run(pid: int, kind: str, label: str, step: Step) -> None:
-    """Run a paragraph step as a job with a live progress bar; rerun to show the new version."""
-    ident = identity()
-    trace_id = new_trace_id()
-    with st.status(label, expanded=True) as status:
-        bar = st.progress(0.0, text="Starting")
-        outcome = run_inline(
-            engine(),
-            tenant_id=ident.tenant_id,
-            user_id=ident.user_id,
-            kind=kind,
-            payload={"paragraph_id": pid},
-            trace_id=trace_id,
-            progress=_bar_progress(bar),
-            work=lambda s, report, job_id: {"version_id": step(s, report, trace_id, job_id).id},
-        )
-        if outcome.state != SUCCEEDED:
-            status.update(label=f"{label.rstrip('…')}: stopped", state="error")
-    if outcome.state == SUCCEEDED:
-        st.session_state.pop(_key("view", pid), None)
-        st.session_state.pop(_key("editing", pid), None)
-        st.rerun()
-    st.error(md_escape(outcome.error or "The job failed."))
 
 
 def _version_view(
@@ -506,7 +618,7 @@ def _fact_card(s: Session, ident: Identity, ref: str, fact: Fact | None, documen
         st.caption(f"In context: …{lead}**{md_escape(fact.quote)}**{tail}…")
 
 
-def _edit_form(ident: Identity, pid: int, version: ParagraphVersion, paused: str | None) -> None:
+def _edit_form(pid: int, version: ParagraphVersion, blocked: str | None) -> None:
     with st.form(key=_key("edit_form", pid, version.id)):
         st.caption(
             f"Editing version {version.number}. Saving creates a new version and verifies it again. "
@@ -524,28 +636,17 @@ def _edit_form(ident: Identity, pid: int, version: ParagraphVersion, paused: str
             )
             rows.append((text.strip(), re.findall(r"F\d+", cites.upper())))
         with st.container(horizontal=True):
-            save = st.form_submit_button("Save and verify", type="primary", disabled=paused is not None)
+            save = st.form_submit_button("Save and verify", type="primary", disabled=blocked is not None)
             cancel = st.form_submit_button("Cancel")
-        if paused:
-            st.caption(f":material/block: {paused}")
+        if blocked:
+            st.caption(f":material/block: {blocked}")
     if cancel:
         st.session_state.pop(_key("editing", pid), None)
         st.rerun()
     if save:
-        sentences = [(text, cites) for text, cites in rows if text]
-        _run(
-            pid,
-            "edit",
-            "Verifying the edited sentences…",
-            lambda w, _p, trace, _job: save_edited_version(
-                w,
-                tenant_id=ident.tenant_id,
-                user_id=ident.user_id,
-                paragraph_id=pid,
-                sentences=sentences,
-                trace_id=trace,
-            ),
-        )
+        sentences = [[text, cites] for text, cites in rows if text]
+        if start_job("edit", {"paragraph_id": pid, "sentences": sentences}, track=_key("jobs", pid)):
+            st.rerun()
 
 
 def _brief_form(ident: Identity, paragraph: Paragraph) -> None:

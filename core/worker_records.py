@@ -14,6 +14,8 @@ from core.models import WorkerRecord, table_of, utcnow
 from core.settings import get_settings
 
 _W = table_of(WorkerRecord)
+BEAT_S = 5.0
+"""How often a worker (and an executor) beats for itself and reaps dead workers' jobs, seconds."""
 
 
 def default_name(kind: str) -> str:
@@ -48,8 +50,9 @@ class WorkerView:
 
 
 def list_workers(engine: Engine) -> list[WorkerView]:
-    """Every worker seen, newest heartbeat first; ``alive`` when it beat within JOB_STALE_AFTER_S."""
-    cutoff = utcnow() - timedelta(seconds=get_settings().job_stale_after_s)
+    """Every worker seen, newest heartbeat first; ``alive`` when it beat within JOB_STALE_AFTER_S
+    (and never less than three beats)."""
+    cutoff = utcnow() - timedelta(seconds=max(get_settings().job_stale_after_s, 3 * BEAT_S))
     with engine.connect() as connection:
         rows = connection.execute(select(_W).order_by(_W.c.heartbeat_at.desc())).all()
     return [

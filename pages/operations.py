@@ -1,14 +1,12 @@
-"""Operations (ops, admins): generation controls and what runs where; queues, workers and audit come later."""
+"""Operations (ops, admins): generation controls, what runs where, queues, workers and jobs."""
 
 import streamlit as st
 
-from core import breakers, controls, ui
+from core import breakers, controls, jobs, ui, worker_records
 from core.db import schema_is_current
-from core.jobs import recent_jobs
-from core.ui_queries import job_state_counts, recent_control_events
+from core.ui_queries import job_rows, job_state_counts, recent_control_events, transition_rows
 
 st.title("Operations")
-ui.not_built(4, "RQ workers and their health, the facts, generation and verification queues, cancel and retry")
 ui.not_built(5, "alerts and SLOs")
 ui.not_built(6, "accounts and roles, the audit log, the model registry and its lifecycle")
 
@@ -106,33 +104,69 @@ runtime = ui.runtime_status() | {
 }
 st.dataframe([{"Component": k, "Mode": v} for k, v in runtime.items()], hide_index=True, width=640)
 
-st.subheader("Jobs")
-st.caption(
-    "Every upload, draft, edit and re-verification runs as a job; today they run in-process, one at a time "
-    "(queues and workers arrive with issue 4)."
-)
-with ui.session() as s:
-    counts = job_state_counts(s, tenant_id=ident.tenant_id)
-    jobs = [
-        {
-            "Created": j.created_at,
-            "Kind": j.kind,
-            "Queue": j.queue,
-            "State": j.state,
-            "Progress": j.progress,
-            "Finished": j.finished_at,
-            "Error": j.error or "",
-            "Trace": j.trace_id,
-            "Job": j.id,
-        }
-        for j in recent_jobs(s, tenant_id=ident.tenant_id)
-    ]
-if jobs:
+
+AT = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")  # times are UTC
+
+
+@st.fragment(run_every=2.0)
+def live_jobs() -> None:
+    """Queues, workers and this workspace's jobs, refreshed every 2 s without reloading the page."""
+    st.subheader("Queues")
+    st.dataframe(
+        [
+            {"Queue": q.queue, "Waiting": q.waiting, "Running": q.running, "Oldest waiting (s)": q.oldest_waiting_s}
+            for q in jobs.queue_stats(ui.engine())
+        ],
+        hide_index=True,
+        column_config={"Oldest waiting (s)": st.column_config.NumberColumn(format="%.0f")},
+    )
+    st.subheader("Workers")
+    workers = worker_records.list_workers(ui.engine())
+    if workers:
+        st.dataframe(
+            [
+                {
+                    "Name": w.name,
+                    "Kind": w.kind,
+                    "Host": w.host,
+                    "Queues": ", ".join(w.queues),
+                    "Alive": w.alive,
+                    "State": w.state,
+                    "Current job": w.current_job_id or "",
+                    "Last heartbeat": w.heartbeat_at,
+                }
+                for w in workers
+            ],
+            hide_index=True,
+            column_config={"Last heartbeat": AT},
+        )
+    else:
+        st.caption("No worker has reported yet: start `python -m workers`, or queue a job to start the in-process one.")
+
+    st.subheader("Recent jobs")
+    with ui.session() as s:
+        counts = job_state_counts(s, tenant_id=ident.tenant_id)
+        rows = job_rows(s, tenant_id=ident.tenant_id, limit=50)
+    if not rows:
+        st.caption("No jobs recorded yet for this workspace.")
+        return
     st.caption(" · ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
     st.dataframe(
-        jobs,
+        rows,
         hide_index=True,
-        column_config={"Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0)},
+        column_config={
+            "Created": AT,
+            "Finished": AT,
+            "Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0),
+        },
     )
-else:
-    st.caption("No jobs recorded yet for this workspace.")
+    labels = {r["Job"]: f"{r['Kind']} · {r['State']} · {r['Created']:%Y-%m-%d %H:%M:%S} · {r['Job'][:8]}" for r in rows}
+    job_id = st.selectbox("Transitions of job", list(labels), format_func=labels.__getitem__, key="operations_job")
+    with ui.session() as s:
+        transitions = transition_rows(s, tenant_id=ident.tenant_id, job_id=job_id)
+    st.dataframe(
+        transitions, hide_index=True, column_config={"At": AT, "Reason": st.column_config.TextColumn(width="large")}
+    )
+
+
+live_jobs()

@@ -48,6 +48,8 @@ with new.popover("New manuscript", icon=":material/add:", width="stretch"):
 # Sources ----------------------------------------------------------------------------------------
 st.subheader("Sources")
 upload_col, lists_col = st.columns(2)
+ui.adopt_live_jobs()  # uploads and drafts still running from before a reload are followed again
+uploads = ui.upload_track(manuscript_id)
 nonce = st.session_state.get("write_upload_nonce", 0)
 files = upload_col.file_uploader(
     "Add PDFs",
@@ -61,22 +63,17 @@ files = upload_col.file_uploader(
 if paused:
     upload_col.caption(f":material/block: {paused}")
 if files:
-    with upload_col:
-        outcomes = ui.render_uploads(files, manuscript_id=manuscript_id)
-    st.session_state["write_upload_report"] = (manuscript_id, outcomes)
+    st.session_state[f"{uploads}_done"] = []  # the report below is about this batch
+    refused = ui.start_uploads(files, manuscript_id=manuscript_id, track=uploads)  # one ingest job per file
+    st.session_state["write_upload_refused"] = (manuscript_id, refused)
     st.session_state["write_upload_nonce"] = nonce + 1  # a fresh, empty uploader after the rerun
     st.rerun()
-report_for, outcomes = st.session_state.get("write_upload_report", (None, []))
+refused_for, refused = st.session_state.pop("write_upload_refused", (None, []))  # said once, after the rerun
 with upload_col:
-    added = [o for o in outcomes if o.ok and report_for == manuscript_id]
-    if added:
-        st.success(
-            "  \n".join(f"{ui.md_escape(o.filename)}: {ui.md_escape(o.message)}" for o in added),
-            icon=":material/picture_as_pdf:",
-        )
-    for outcome in outcomes if report_for == manuscript_id else []:
-        if not outcome.ok:
-            st.error(f"{ui.md_escape(outcome.filename)} was not added: {ui.md_escape(outcome.message)}")
+    for message in refused if refused_for == manuscript_id else []:
+        st.error(ui.md_escape(message), icon=":material/cloud_off:")
+    ui.follow_jobs(uploads, done=f"{uploads}_done")
+    ui.upload_report(f"{uploads}_done")
 
 with ui.session() as s:
     documents = list_documents(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)

@@ -3,10 +3,16 @@
 ``local`` (offline, deterministic, free) is the default and is registered like any other;
 ``openai`` and ``anthropic`` are imported only when first asked for (their SDKs take about a
 second to import, which a page or a test that never calls them should not pay).
+
+Plugins: a module named in ``WORKBENCH_PROVIDER_PLUGINS`` (comma-separated) calls ``register``
+when imported; ``get_provider`` imports those modules the first time it is asked for a name it
+does not know. That is how a worker process, which imports nothing of the caller's, gets a
+provider that lives outside ``core`` (``WORKBENCH_PROVIDER_PLUGINS=my_lab.providers``).
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 
@@ -23,10 +29,13 @@ __all__ = [
     "ToolSpec",
     "available",
     "get_provider",
+    "load_plugins",
     "register",
 ]
 
 Factory = Callable[[Settings], Provider]
+PLUGINS_ENV = "WORKBENCH_PROVIDER_PLUGINS"
+"""Environment variable: comma-separated modules that register providers when imported."""
 
 
 def _openai(settings: Settings) -> Provider:
@@ -65,8 +74,27 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def load_plugins() -> None:
+    """Import the modules named in ``WORKBENCH_PROVIDER_PLUGINS`` (each registers its providers).
+    Importing twice is free, so this may run whenever an unknown name is asked for."""
+    from core.settings import get_settings
+
+    for module in (m.strip() for m in get_settings().provider_plugins.split(",")):
+        if not module:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ProviderError(
+                f"The provider plugin {module!r} named in {PLUGINS_ENV} could not be imported ({error}); "
+                "install it or remove it from that variable."
+            ) from error
+
+
 def get_provider(name: str) -> Provider:
     """The provider called ``name``, built once for the current settings (a new one after ``reset_settings``)."""
+    if name not in _REGISTRY:
+        load_plugins()  # outside the lock: a plugin calls register(), which takes it
     settings = get_settings()
     with _lock:
         cached = _instances.get((name, id(settings)))

@@ -3,16 +3,21 @@
 It reads the structured input (not the rendered prompt) and computes its answer; it costs
 nothing and needs no network. Token counts are tiktoken estimates of what the rendered
 prompt and the answer would cost a remote model.
+
+``WORKBENCH_LOCAL_LATENCY_MS`` makes every call sleep that long first, so benchmarks can stand
+it in for a remote model (the work becomes I/O-bound); the answer stays the same.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from core.agents.contracts import LibrarianInput, RewriterInput, VerifierInput, WriterInput
 from core.errors import ProviderError
 from core.providers.base import ProviderRequest, ProviderResult, ToolCall
 from core.providers.local import librarian, rewriter, verifier, writer
+from core.settings import get_settings
 from core.tokens import count_tokens
 
 
@@ -23,6 +28,9 @@ class LocalProvider:
         return f"local-{agent}-1"
 
     def complete(self, request: ProviderRequest) -> ProviderResult:
+        latency_ms = get_settings().local_latency_ms
+        if latency_ms > 0:
+            time.sleep(latency_ms / 1000)
         calls: list[ToolCall] = []
         payload = request.payload
         if isinstance(payload, LibrarianInput):
