@@ -47,6 +47,10 @@ class Executor(Protocol):
         skips any job that is no longer QUEUED)."""
         ...
 
+    def holds(self, job_id: str) -> bool:
+        """Whether a queued job is still waiting in this executor's queue."""
+        ...
+
 
 class InProcessExecutor:
     """Jobs on a small thread pool of this process: the embedded default, no Redis needed."""
@@ -59,6 +63,7 @@ class InProcessExecutor:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="job")
         self._busy: dict[str, str] = {}
         self._futures: list[Future[None]] = []
+        self._waiting: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._maintain, name="job-maintenance", daemon=True).start()
@@ -67,6 +72,8 @@ class InProcessExecutor:
         return None
 
     def submit(self, job_id: str, queue: str) -> None:
+        with self._lock:
+            self._waiting.add(job_id)
         future = self._pool.submit(self._run, job_id)
         with self._lock:
             self._futures.append(future)
@@ -74,8 +81,13 @@ class InProcessExecutor:
     def withdraw(self, job_id: str) -> None:
         return None  # the runner skips a job that is no longer QUEUED
 
+    def holds(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._waiting
+
     def _run(self, job_id: str) -> None:
         with self._lock:
+            self._waiting.discard(job_id)
             self._busy[threading.current_thread().name] = job_id
         self._beat()
         try:
@@ -107,6 +119,7 @@ class InProcessExecutor:
             self._beat()
             try:
                 job_runner.reap(self.engine, dispatch=self.submit)
+                job_runner.resubmit_lost(self.engine, holds=self.holds, dispatch=self.submit)
             except Exception:
                 log.warning("reaping stale jobs failed", exc_info=True)
 
@@ -174,6 +187,9 @@ class RqExecutor:
         with self.engine.begin() as connection:
             connection.execute(update(_J).where(_J.c.id == job_id).values(rq_job_id=rq_id))
 
+    def holds(self, job_id: str) -> bool:
+        return _rq_holds(self, job_id)
+
     def withdraw(self, job_id: str) -> None:
         from redis.exceptions import RedisError
         from rq.job import Job as RqJob
@@ -186,6 +202,24 @@ class RqExecutor:
             RqJob.fetch(rq_id, connection=self.redis).cancel()
         except (RedisError, Exception):
             log.info("rq job %s could not be withdrawn (already taken or gone)", rq_id)
+
+
+def _rq_holds(executor: RqExecutor, job_id: str) -> bool:
+    from rq.job import Job as RqJob
+    from rq.job import JobStatus
+
+    with executor.engine.connect() as connection:
+        rq_id = connection.scalar(_J.select().with_only_columns(_J.c.rq_job_id).where(_J.c.id == job_id))
+    if not rq_id:
+        return False
+    try:
+        rq_job = RqJob.fetch(rq_id, connection=executor.redis)
+        rq_status = rq_job.get_status()
+        if rq_status == JobStatus.QUEUED:
+            return rq_job.get_position() is not None  # its hash alone does not get it run
+    except Exception:  # NoSuchJobError: Redis lost it
+        return False
+    return rq_status in (JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def _safe(url: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from core import controls, job_records
@@ -25,12 +25,13 @@ from core.errors import GenerationPausedError, WorkbenchError
 from core.job_kinds import KINDS, JobKind, JobRun
 from core.job_records import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from core.log_context import job_context
-from core.models import Job, table_of, utcnow
+from core.models import Job, JobTransition, table_of, utcnow
 from core.progress import ProgressFn, no_progress
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 _J = table_of(Job)
+_T = table_of(JobTransition)
 
 Work = Callable[[Session, JobRun], dict[str, Any]]
 Dispatch = Callable[[str, str], None]
@@ -310,3 +311,35 @@ def reap(engine: Engine, *, dispatch: Dispatch) -> list[str]:
     if moved:
         log.warning("reaped %d job(s) whose worker died: %s", len(moved), ", ".join(moved))
     return moved
+
+
+Holds = Callable[[str], bool]
+"""Whether the executor still has a queued job (id) waiting to run."""
+
+
+def resubmit_lost(engine: Engine, *, holds: Holds, dispatch: Dispatch) -> list[str]:
+    """QUEUED jobs older than ``JOB_STALE_AFTER_S`` that their queue no longer holds (a hand-off
+    to Redis failed after a reap or a follow-up, Redis lost its data, the web process running
+    in-process jobs restarted) are handed to the queue again, with a logged reason. Running a
+    job twice stays impossible: the runner claims only a QUEUED job, once."""
+    cutoff = utcnow() - timedelta(seconds=get_settings().job_stale_after_s)
+    # Waiting since its last move to QUEUED (a requeued job is young again), not since creation.
+    queued_at = select(func.max(_T.c.at)).where(_T.c.job_id == _J.c.id, _T.c.to_state == QUEUED).scalar_subquery()
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            select(_J.c.id, _J.c.tenant_id, _J.c.queue).where(_J.c.state == QUEUED, queued_at < cutoff)
+        ).all()
+    lost = [row for row in waiting if not holds(row.id)]
+    for row in lost:
+        job_records.move_now(
+            engine,
+            row.id,
+            tenant_id=row.tenant_id,
+            from_state=QUEUED,
+            to_state=QUEUED,
+            reason="its queue no longer held it; handed to the queue again",
+        )
+        dispatch(row.id, row.queue)
+    if lost:
+        log.warning("handed %d lost queued job(s) to the queue again", len(lost))
+    return [row.id for row in lost]

@@ -197,3 +197,29 @@ def test_log_lines_of_a_job_carry_its_trace_and_job_ids(
     inside, outside = (r for r in caplog.records if r.name == "core.example")
     assert (inside.trace_id, inside.job_id) == ("trace-77", job_id)  # type: ignore[attr-defined]
     assert (outside.trace_id, outside.job_id) == ("-", "-")  # type: ignore[attr-defined]
+
+
+def test_a_queued_job_its_queue_lost_is_handed_over_again_once(clean_db: Engine, identity: Identity) -> None:
+    lost = jobs.submit(
+        clean_db, tenant_id=identity.tenant_id, user_id=identity.user_id, kind="draft", payload={}, trace_id="t5"
+    )
+    held = jobs.submit(
+        clean_db, tenant_id=identity.tenant_id, user_id=identity.user_id, kind="draft", payload={}, trace_id="t6"
+    )
+    fresh = jobs.submit(
+        clean_db, tenant_id=identity.tenant_id, user_id=identity.user_id, kind="draft", payload={}, trace_id="t7"
+    )
+    with clean_db.begin() as connection:
+        connection.execute(
+            update(JobTransition)
+            .where(JobTransition.job_id.in_([lost, held]))
+            .values(at=utcnow() - timedelta(minutes=2))
+        )
+    handed: list[tuple[str, str]] = []
+    moved = job_runner.resubmit_lost(
+        clean_db, holds=lambda job_id: job_id == held, dispatch=lambda job_id, queue: handed.append((job_id, queue))
+    )
+    # Only the old job nobody holds; a young one may still be on its way to the queue.
+    assert moved == [lost] and handed == [(lost, "generation")]
+    assert story(clean_db, lost)[-1] == ("QUEUED", "QUEUED")
+    assert jobs.status(clean_db, tenant_id=identity.tenant_id, job_id=fresh).state == jobs.QUEUED

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis import Redis
 from rq.job import Job as RqJob
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from core import executors, job_records, job_runner, jobs, providers, worker_records
 from core.db import as_utc, session_scope
@@ -529,3 +529,39 @@ def test_a_provider_plugin_named_in_the_environment_is_imported_on_first_use(
     reset_settings()
     with pytest.raises(ProviderError, match="'no_such_plugin_module' named in WORKBENCH_PROVIDER_PLUGINS"):
         providers.get_provider("gemini")
+
+
+def test_a_queued_job_its_queue_lost_is_handed_over_again_and_runs_once(backend: Backend) -> None:
+    engine = backend.engine
+    paragraph_id = seeded_paragraph(engine, backend.identity)
+    if backend.pool is not None:
+        job_id = backend.enqueue("draft", {"paragraph_id": paragraph_id}, "t-lost-in-redis")
+        require_redis().flushdb()  # Redis restarted without its data: the job row says QUEUED, no queue holds it
+        assert not get_executor().holds(job_id)
+    else:
+        # The web process restarted: the job row says QUEUED, but no thread pool holds it.
+        job_id = jobs.submit(
+            engine,
+            tenant_id=backend.identity.tenant_id,
+            user_id=backend.identity.user_id,
+            kind="draft",
+            payload={"paragraph_id": paragraph_id},
+            trace_id="t-lost-in-process",
+        )
+    with engine.begin() as connection:  # it has waited longer than a hand-off can take
+        connection.execute(
+            update(JobTransition)
+            .where(JobTransition.job_id == job_id)
+            .values(at=utcnow() - timedelta(seconds=STALE_AFTER_S + 1))
+        )
+    backend.start_worker("sweeper", "generation", "verification")
+    if backend.pool is None:
+        executor = get_executor()
+        assert isinstance(executor, InProcessExecutor)
+        job_runner.resubmit_lost(engine, holds=executor.holds, dispatch=executor.submit)
+    view = backend.wait_for(job_id, timeout=30)
+    assert view.state == jobs.SUCCEEDED and view.attempt == 1
+    assert ("QUEUED", "QUEUED") in [(f, t) for f, t, _ in transitions(engine, job_id)]
+    next_id = (view.result or {})["next_job_ids"][0]
+    assert backend.wait_for(next_id).state == jobs.SUCCEEDED
+    assert [status for status, _ in versions(engine, paragraph_id)] == ["verified"]

@@ -80,6 +80,7 @@ class Maintenance(threading.Thread):
             # jobs table and nowhere else, so leave it RUNNING-and-stale until Redis answers.
             executor.ping()
             job_runner.reap(self.engine, dispatch=executor.submit)
+            job_runner.resubmit_lost(self.engine, holds=executor.holds, dispatch=executor.submit)
         except QueueUnavailableError as error:
             log.warning("not reaping stale jobs: %s", error)
         except Exception:
