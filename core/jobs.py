@@ -112,17 +112,7 @@ def enqueue(
         raise JobError(f"There is no job kind {kind!r}; kinds are {', '.join(sorted(KINDS))}.")
     executor = executor or get_executor()
     executor.ping()
-    with engine.begin() as connection:
-        job_id = job_records.create(
-            connection,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            kind=kind,
-            queue=KINDS[kind].queue,
-            payload=payload,
-            trace_id=trace_id,
-            max_attempts=get_settings().job_max_attempts,
-        )
+    job_id = submit(engine, tenant_id=tenant_id, user_id=user_id, kind=kind, payload=payload, trace_id=trace_id)
     try:
         executor.submit(job_id, KINDS[kind].queue)
     except Exception as error:
