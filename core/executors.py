@@ -13,6 +13,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Engine, update
 
@@ -93,7 +94,10 @@ class InProcessExecutor:
         try:
             job_runner.execute(self.engine, job_id, worker=self.worker, dispatch=self.submit)
         except Exception:
-            log.exception("in-process job %s crashed its thread", job_id)
+            # execute records every failure of the work itself; what reaches here happened before
+            # the job was claimed (the database away, say), so the job is still QUEUED and
+            # resubmit_lost hands it over again. The pool thread must live on for other jobs.
+            log.exception("in-process job %s could not be started; it stays queued", job_id)
         finally:
             with self._lock:
                 self._busy.pop(threading.current_thread().name, None)
@@ -111,7 +115,7 @@ class InProcessExecutor:
                 state="busy" if current else "idle",
                 current_job_id=current,
             )
-        except Exception:
+        except Exception:  # the database away for a moment: the next beat (5 s) tries again
             log.warning("worker heartbeat failed", exc_info=True)
 
     def _maintain(self) -> None:
@@ -120,7 +124,7 @@ class InProcessExecutor:
             try:
                 job_runner.reap(self.engine, dispatch=self.submit)
                 job_runner.resubmit_lost(self.engine, holds=self.holds, dispatch=self.submit)
-            except Exception:
+            except Exception:  # nothing is lost: stale and lost jobs are found again on the next round
                 log.warning("reaping stale jobs failed", exc_info=True)
 
     def close(self) -> None:
@@ -192,6 +196,7 @@ class RqExecutor:
 
     def withdraw(self, job_id: str) -> None:
         from redis.exceptions import RedisError
+        from rq.exceptions import InvalidJobOperation, InvalidJobOperationError, NoSuchJobError
         from rq.job import Job as RqJob
 
         with self.engine.connect() as connection:
@@ -200,11 +205,13 @@ class RqExecutor:
             return
         try:
             RqJob.fetch(rq_id, connection=self.redis).cancel()
-        except (RedisError, Exception):
-            log.info("rq job %s could not be withdrawn (already taken or gone)", rq_id)
+        except (NoSuchJobError, InvalidJobOperation, InvalidJobOperationError, RedisError) as error:
+            # The job row is CANCELLED already, so a worker that still gets it skips it unrun.
+            log.info("rq job %s not withdrawn from Redis (%s); the runner will skip it", rq_id, type(error).__name__)
 
 
 def _rq_holds(executor: RqExecutor, job_id: str) -> bool:
+    from rq.exceptions import NoSuchJobError
     from rq.job import Job as RqJob
     from rq.job import JobStatus
 
@@ -214,26 +221,20 @@ def _rq_holds(executor: RqExecutor, job_id: str) -> bool:
         return False
     try:
         rq_job = RqJob.fetch(rq_id, connection=executor.redis)
-        rq_status = rq_job.get_status()
-        if rq_status == JobStatus.QUEUED:
-            return rq_job.get_position() is not None  # its hash alone does not get it run
-    except Exception:  # NoSuchJobError: Redis lost it
+    except NoSuchJobError:  # Redis lost it; a RedisError propagates (the caller must not resubmit blind)
         return False
+    rq_status = rq_job.get_status()
+    if rq_status == JobStatus.QUEUED:
+        return rq_job.get_position() is not None  # its hash alone does not get it run
     return rq_status in (JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def _safe(url: str) -> str:
     """A Redis URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return (
-            make_url(url.replace("redis://", "sqlite://", 1))
-            .render_as_string(hide_password=True)
-            .replace("sqlite://", "redis://", 1)
-        )
-    except Exception:
-        return "the configured REDIS_URL"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 _in_process: list[InProcessExecutor] = []

@@ -139,7 +139,7 @@ def execute(
             error=reason,
             finished_at=utcnow(),
         )
-        _cleanup(engine, kind, job)
+        cleanup(engine, kind, job.id, dict(job.payload))
         return CANCELLED
 
     attempt = job.attempt + 1
@@ -187,16 +187,16 @@ def execute(
         return _state_of(engine, job.id)
     except JobCancelledError as error:
         _end(engine, job, attempt, CANCELLED, str(error))
-        _cleanup(engine, kind, job)
+        cleanup(engine, kind, job.id, dict(job.payload))
         return CANCELLED
     except WorkbenchError as error:
         _end(engine, job, attempt, FAILED, str(error))
-        _cleanup(engine, kind, job)
+        cleanup(engine, kind, job.id, dict(job.payload))
         return FAILED
     except Exception as error:
         log.exception("job %s failed unexpectedly", job.id, extra={"trace_id": job.trace_id, "job_id": job.id})
         _end(engine, job, attempt, FAILED, f"Unexpected {type(error).__name__}: {error}")
-        _cleanup(engine, kind, job)
+        cleanup(engine, kind, job.id, dict(job.payload))
         return FAILED
     finally:
         beat.stop()
@@ -239,12 +239,15 @@ def _end(engine: Engine, job: Job, attempt: int, state: str, message: str) -> No
     )
 
 
-def _cleanup(engine: Engine, kind: JobKind | None, job: Job) -> None:
+def cleanup(engine: Engine, kind: JobKind | None, job_id: str, payload: dict[str, Any]) -> None:
+    """Undo what a job that ended without success left outside the database (its stored upload).
+    The job's own state is already recorded; a failed cleanup leaves a stray file, so it is
+    logged for ops rather than turned into a second failure of the job."""
     if kind is not None and kind.cleanup is not None:
         try:
-            kind.cleanup(engine, dict(job.payload))
+            kind.cleanup(engine, payload)
         except Exception:
-            log.warning("cleanup after job %s failed", job.id, exc_info=True)
+            log.warning("cleanup after job %s failed; a stored upload may be left over", job_id, exc_info=True)
 
 
 def _state_of(engine: Engine, job_id: str) -> str:
@@ -305,9 +308,7 @@ def reap(engine: Engine, *, dispatch: Dispatch) -> list[str]:
                 progress=0.0,
             ):
                 moved.append(row.id)
-                kind = KINDS.get(row.kind)
-                if kind is not None and kind.cleanup is not None:
-                    kind.cleanup(engine, dict(row.payload))
+                cleanup(engine, KINDS.get(row.kind), row.id, dict(row.payload))
     if moved:
         log.warning("reaped %d job(s) whose worker died: %s", len(moved), ", ".join(moved))
     return moved

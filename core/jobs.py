@@ -163,9 +163,7 @@ def cancel(engine: Engine, *, tenant_id: int, job_id: str, executor: Executor | 
             finished_at=utcnow(),
         ):
             (executor or get_executor()).withdraw(job_id)
-            kind = KINDS.get(view.kind)
-            if kind is not None and kind.cleanup is not None:
-                kind.cleanup(engine, _payload(engine, job_id))
+            job_runner.cleanup(engine, KINDS.get(view.kind), job_id, _payload(engine, job_id))
             return status(engine, tenant_id=tenant_id, job_id=job_id)
         view = status(engine, tenant_id=tenant_id, job_id=job_id)  # it started meanwhile
     if view.state == RUNNING:

@@ -223,3 +223,13 @@ def test_a_queued_job_its_queue_lost_is_handed_over_again_once(clean_db: Engine,
     assert moved == [lost] and handed == [(lost, "generation")]
     assert story(clean_db, lost)[-1] == ("QUEUED", "QUEUED")
     assert jobs.status(clean_db, tenant_id=identity.tenant_id, job_id=fresh).state == jobs.QUEUED
+
+
+def test_an_unreachable_queue_is_a_clear_error_that_never_shows_the_redis_password(clean_db: Engine) -> None:
+    from core.executors import QueueUnavailableError, RqExecutor
+
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailableError, match=r"redis://127\.0\.0\.1:1/0\) is not answering") as caught:
+        RqExecutor(clean_db, "redis://:s3cret-pw@127.0.0.1:1/0").ping()
+    assert "s3cret-pw" not in str(caught.value)
+    assert time.monotonic() - started < 5  # refused, not hanging
