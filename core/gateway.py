@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
-from core import breakers, controls, llm_cache, pricing, prompts, retry, routing
+from core import breakers, controls, crypto, llm_cache, pricing, prompts, retry, routing
 from core.budgets import TokenBudget
 from core.errors import BudgetExceededError, ContractError, GenerationPausedError, ProviderError, WorkbenchError
 from core.models import LlmToolCall, LlmUsageEvent, table_of, utcnow
@@ -238,7 +238,7 @@ def run_agent(
             controls.admit(
                 connection, provider=provider.name, trace_id=ctx.trace_id, drafting=ctx.drafting, settings=settings
             )
-            cached = llm_cache.lookup(connection, key)
+            cached = llm_cache.lookup(connection, key, crypto.key_ring(settings))
             if cached is not None:
                 output = output_type.model_validate(cached.output)
                 event_id = call.event(connection, error_class=None, cache_hit=True)
@@ -281,6 +281,7 @@ def run_agent(
         llm_cache.store(
             connection,
             key,
+            crypto.key_ring(settings),
             output=output.model_dump(mode="json"),
             tool_calls=result.tool_calls,
             input_tokens=call.input_tokens,
@@ -394,23 +395,34 @@ def _error_class(error: WorkbenchError) -> str:
     return str(failure_class) if failure_class else type(error).__name__.removesuffix("Error")
 
 
+def tool_call_aad(tenant_id: int, trace_id: str, usage_event_id: int, name: str) -> bytes:
+    """What a sealed tool call is bound to: its tenant, run, agent call and tool."""
+    return f"tool:{tenant_id}:{trace_id}:{usage_event_id}:{name}".encode()
+
+
 def _record_tool_calls(connection: Connection, ctx: CallContext, event_id: int, calls: list[ToolCall]) -> None:
-    if calls:
-        connection.execute(
-            _TC.insert(),
-            [
-                {
-                    "tenant_id": ctx.tenant_id,
-                    "trace_id": ctx.trace_id,
-                    "usage_event_id": event_id,
-                    "name": c.name,
-                    "arguments": c.arguments,
-                    "result": c.result,
-                    "created_at": utcnow(),
-                }
-                for c in calls
-            ],
+    if not calls:
+        return
+    ring = crypto.key_ring(get_settings())
+    rows = []
+    for c in calls:
+        sealed = ring.seal_json(
+            {"arguments": c.arguments, "result": c.result},
+            aad=tool_call_aad(ctx.tenant_id, ctx.trace_id, event_id, c.name),
         )
+        rows.append(
+            {
+                "tenant_id": ctx.tenant_id,
+                "trace_id": ctx.trace_id,
+                "usage_event_id": event_id,
+                "name": c.name,
+                "results": len(c.result) if isinstance(c.result, list) else 1,
+                "content": sealed.blob,
+                "key_id": sealed.key_id,
+                "created_at": utcnow(),
+            }
+        )
+    connection.execute(_TC.insert(), rows)
 
 
 def trace_cost(ctx: CallContext) -> tuple[float | None, int]:

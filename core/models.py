@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Table,
@@ -231,6 +232,7 @@ class LlmUsageEvent(Base):
     error_class: Mapped[str | None] = mapped_column(String(64))
     routing_tier: Mapped[str | None] = mapped_column(String(32))
     routing_reason: Mapped[str | None] = mapped_column(String(200))
+    routing_score: Mapped[float | None] = mapped_column(Float, doc="complexity score the router judged by")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -244,8 +246,9 @@ class LlmToolCall(Base):
     trace_id: Mapped[str] = mapped_column(String(64), index=True)
     usage_event_id: Mapped[int] = mapped_column(ForeignKey("llm_usage_events.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    result: Mapped[Any] = mapped_column(JSON)
+    results: Mapped[int] = mapped_column(Integer, default=0, doc="how many items the tool returned")
+    content: Mapped[bytes] = mapped_column(LargeBinary, doc="sealed {arguments, result} (core.crypto)")
+    key_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -261,8 +264,8 @@ class LlmCacheEntry(Base):
     prompt_version: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(128))
     input_hash: Mapped[str] = mapped_column(String(64))
-    output: Mapped[dict[str, Any]] = mapped_column(JSON)
-    tool_calls: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    content: Mapped[bytes] = mapped_column(LargeBinary, doc="sealed {output, tool_calls} (core.crypto)")
+    key_id: Mapped[str] = mapped_column(String(64))
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     hits: Mapped[int] = mapped_column(Integer, default=0)
@@ -383,3 +386,143 @@ class JobTransition(Base):
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Trajectory(Base):
+    """One run (a paragraph drafted, a PDF ingested, an edit or re-check, a golden case): its totals.
+
+    The row is keyed by the run's trace id; its spans are ``TrajectoryEvent`` rows. Everything
+    here is metadata (queryable in the clear); content lives encrypted on the events.
+    """
+
+    __tablename__ = "trajectories"
+    __table_args__ = (
+        Index("ix_traj_tenant_started", "tenant_id", "started_at"),
+        Index("ix_traj_tenant_status_started", "tenant_id", "status", "started_at"),
+        Index("ix_traj_tenant_paragraph", "tenant_id", "paragraph_id"),
+    )
+
+    trace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(32), doc="paragraph ingest edit reverify golden")
+    status: Mapped[str] = mapped_column(String(16), default="running", doc="running ok error")
+    paragraph_id: Mapped[int | None] = mapped_column(Integer)
+    manuscript_id: Mapped[int | None] = mapped_column(Integer)
+    document_id: Mapped[int | None] = mapped_column(Integer)
+    version_id: Mapped[int | None] = mapped_column(Integer, doc="the paragraph version the run produced")
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Numeric(14, 8))
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class TrajectoryEvent(Base):
+    """A span of a run: a stage, an agent call, one attempt, a tool call, a routing decision, a
+    budget check, an error. Timings, tokens and cost in the clear; ``content`` (prompts, outputs,
+    tool results) sealed with AES-256-GCM under ``key_id`` (see ``core.crypto``)."""
+
+    __tablename__ = "trajectory_events"
+    __table_args__ = (
+        Index("ix_trajev_trace_started", "trace_id", "started_at"),
+        Index("ix_trajev_tenant_started", "tenant_id", "started_at"),
+        Index("ix_trajev_tenant_agent_started", "tenant_id", "agent", "started_at"),
+        Index("ix_trajev_key", "key_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    trace_id: Mapped[str] = mapped_column(String(64))
+    span_id: Mapped[str] = mapped_column(String(32))
+    parent_span_id: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), doc="stage agent attempt tool routing budget cache error")
+    name: Mapped[str] = mapped_column(String(100))
+    agent: Mapped[str | None] = mapped_column(String(32))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(128))
+    prompt_version: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="ok", doc="ok error")
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Numeric(14, 8))
+    usage_event_id: Mapped[int | None] = mapped_column(Integer)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="metadata only, never content")
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, doc="nonce || AES-256-GCM ciphertext")
+    key_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class RoutingConfig(Base):
+    """A tenant's routing configuration; never updated, each change is the next version (history)."""
+
+    __tablename__ = "routing_configs"
+    __table_args__ = (UniqueConstraint("tenant_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertRule(Base):
+    """A tenant's setting of one alert rule (the rules themselves are code: ``core.alerts``)."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("tenant_id", "rule"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    rule: Mapped[str] = mapped_column(String(48))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertEvent(Base):
+    """A rule crossing its threshold: firing until the value comes back, then resolved."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        Index("ix_alertev_tenant_fired", "tenant_id", "fired_at"),
+        Index("ix_alertev_tenant_rule_state", "tenant_id", "rule", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    rule: Mapped[str] = mapped_column(String(48))
+    state: Mapped[str] = mapped_column(String(16), default="firing", doc="firing resolved")
+    severity: Mapped[str] = mapped_column(String(16), default="warning", doc="warning critical")
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FalseSupportReport(Base):
+    """A sentence shown as supported that is not: reported by a researcher or found by a golden run."""
+
+    __tablename__ = "false_support_reports"
+    __table_args__ = (Index("ix_fsr_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    sentence_check_id: Mapped[int | None] = mapped_column(ForeignKey("sentence_checks.id"))
+    paragraph_id: Mapped[int | None] = mapped_column(Integer)
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="researcher", doc="researcher golden")
+    note: Mapped[str] = mapped_column(Text, default="")
+    reported_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

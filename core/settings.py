@@ -137,6 +137,28 @@ class Settings(BaseSettings):
         default=60, validation_alias="BREAKER_COOLDOWN_S", description="Open time before a half-open probe, s."
     )
 
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias="WORKBENCH_ENCRYPTION_KEYS",
+        description="Key ring for trace content: comma-separated id:base64(32 bytes), the active key first. "
+        "Unset means a development key generated under data_dir (a warning shows on every page).",
+    )
+    alert_interval_s: float = Field(
+        default=60.0,
+        validation_alias="WORKBENCH_ALERT_INTERVAL_S",
+        description="How often workers evaluate the alert rules, s.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias="WORKBENCH_OTLP_ENDPOINT",
+        description="OTLP/HTTP traces endpoint (e.g. http://localhost:4318/v1/traces); unset means no export.",
+    )
+    otlp_include_content: bool = Field(
+        default=False,
+        validation_alias="WORKBENCH_OTLP_INCLUDE_CONTENT",
+        description="Send prompts and outputs with exported spans (decrypted). Off: metadata only.",
+    )
+
     max_upload_mb: int = Field(
         default=50, validation_alias="WORKBENCH_MAX_UPLOAD_MB", description="Largest PDF accepted, MiB."
     )

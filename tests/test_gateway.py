@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core import db, gateway
+from core import crypto, db, gateway
 from core.agents.contracts import CitedFact, VerifierInput, VerifierOutput, WriterInput, WriterOutput
 from core.errors import (
     BudgetExceededError,
@@ -26,7 +26,7 @@ from core.errors import (
 )
 from core.models import LlmCacheEntry, LlmToolCall, LlmUsageEvent
 from core.providers import ToolSpec
-from core.settings import reset_settings
+from core.settings import get_settings, reset_settings
 from core.tenancy import Identity
 from tests.fakellm import FakeLLM, Fault
 
@@ -259,8 +259,14 @@ def test_a_tool_call_is_answered_and_recorded(
     with db.session_scope(session.get_bind()) as s:  # type: ignore[arg-type]
         [recorded] = s.scalars(select(LlmToolCall)).all()
     assert recorded.usage_event_id == event.id and recorded.name == "search_corpus"
-    assert recorded.arguments == {"query": brief, "top_k": 5}
-    assert recorded.result == [{"id": "F7", "score": 3.2}]  # ids and scores; the text stays in facts
+    assert recorded.results == 1 and brief.encode() not in recorded.content  # sealed at rest
+    opened = crypto.key_ring(get_settings()).open_json(
+        recorded.key_id,
+        recorded.content,
+        aad=gateway.tool_call_aad(recorded.tenant_id, recorded.trace_id, event.id, "search_corpus"),
+    )
+    assert opened["arguments"] == {"query": brief, "top_k": 5}
+    assert opened["result"] == [{"id": "F7", "score": 3.2}]  # ids and scores; the text stays in facts
     assert event.input_tokens > 0 and event.retries == 0
     assert [c.name for c in ctx.tool_calls] == ["search_corpus"]
 
