@@ -144,3 +144,8 @@ def key_ring(settings: Settings) -> KeyRing:
         ring = KeyRing(parse_ring(secret)) if secret else _development_ring(settings.data_dir)
         _rings[cache_key] = ring
     return ring
+
+
+def span_aad(tenant_id: int, trace_id: str, span_id: str) -> bytes:
+    """What a trajectory event's sealed content is bound to: its tenant, run and span."""
+    return f"span:{tenant_id}:{trace_id}:{span_id}".encode()
