@@ -48,5 +48,11 @@ bench-workers: venv
 	$(PY) bench/throughput.py
 	$(PY) bench/load.py
 
+# The Costs dashboard on PostgreSQL at 127.0.0.1 (throw-away database bench_dashboard): 1,000,000 usage
+# events and 200,000 trajectory events, then each dashboard query's P50 and the Costs page render time.
+.PHONY: bench-dashboard
+bench-dashboard: venv
+	$(PY) bench/dashboard.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

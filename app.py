@@ -28,4 +28,6 @@ pages = {
 page = st.navigation(pages)
 ui.render_status()
 ui.render_controls_banner(ui.generation_status())  # kill switch and open breakers, above every page
+ui.render_key_warning()  # trace content sealed with the development key
+ui.render_alert_banner()  # firing alerts of this workspace
 page.run()

@@ -15,6 +15,13 @@ python -m core kill-switch engage --reason TEXT [--actor NAME]
 python -m core kill-switch release [--actor NAME]
 python -m core breakers                every circuit breaker and its state
 python -m core breakers reset NAME [--actor NAME]
+python -m core routing show          thresholds and the model per tier per agent
+python -m core routing dry-run "brief" [--manuscript ID]   tier, score breakdown and model per agent
+python -m core keys new [--id ID]      a fresh encryption key line, id:base64
+python -m core keys status             active key, sealed rows per key id
+python -m core keys rotate [--batch N] [--max-batches N]   re-encrypt everything to the active key
+python -m core alerts evaluate        evaluate every tenant's alert rules now; print what fires
+python -m core alerts list [--limit N]  recent alert events of every tenant, firing ones first
 """
 
 from __future__ import annotations
@@ -359,6 +366,60 @@ def cmd_breakers_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from core import keys
+
+    print(keys.new_key_line(args.id))
+    print(
+        "put it first in WORKBENCH_ENCRYPTION_KEYS (the old keys after it), restart, then run "
+        "`python -m core keys rotate`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_keys_status(_args: argparse.Namespace) -> int:
+    from core import keys
+
+    state = keys.status(_migrated_engine(), get_settings())
+    print(f"active key: {state.active_id}" + (" (development key)" if state.development else ""))
+    if state.development_key_file:
+        print(f"  development key file: {state.development_key_file}; set WORKBENCH_ENCRYPTION_KEYS in production")
+    for table, by_key in state.counts.items():
+        listed = ", ".join(f"{kid}: {n}" for kid, n in sorted(by_key.items())) or "none"
+        print(f"{table}: {listed}")
+    for kid, n in sorted(state.missing.items()):
+        print(f"MISSING from the key ring: key '{kid}' seals {n} rows; they cannot be opened until it is added back")
+    print(f"rows to rotate to the active key: {state.to_rotate}")
+    return 1 if state.missing else 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from core import keys
+
+    result = keys.rotate(
+        _migrated_engine(), get_settings(), batch=args.batch, max_batches=args.max_batches, progress=print
+    )
+    done = sum(result.rotated.values())
+    if result.complete:
+        print(f"rotation complete: {done} rows re-encrypted; every sealed row is under the active key")
+        return 0
+    print(f"rotation stopped after {done} rows; {result.remaining} remain: run `python -m core keys rotate` again")
+    return 3
+
+
+def _add_key_commands(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="encryption keys of trace content").add_subparsers(dest="action", required=True)
+    new = keys.add_parser("new", help="print a fresh key line id:base64 (nothing is stored)")
+    new.add_argument("--id", help="the key's id (default: key-YYYYMMDD-xxxx)")
+    new.set_defaults(func=cmd_keys_new)
+    keys.add_parser("status", help="active key and sealed rows per key id").set_defaults(func=cmd_keys_status)
+    rotate = keys.add_parser("rotate", help="re-encrypt every sealed row to the active key, in batches")
+    rotate.add_argument("--batch", type=int, default=500, metavar="N", help="rows per transaction (default 500)")
+    rotate.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches (run again to go on)")
+    rotate.set_defaults(func=cmd_keys_rotate)
+
+
 def _add_control_commands(sub: Any) -> None:
     switch = sub.add_parser("kill-switch", help="freeze or resume all generation").add_subparsers(
         dest="action", required=True
@@ -377,6 +438,114 @@ def _add_control_commands(sub: Any) -> None:
     reset.add_argument("name", help="breaker name as `python -m core breakers` lists it, e.g. provider:openai")
     reset.add_argument("--actor", metavar="NAME", help="who resets it (default: the OS user)")
     reset.set_defaults(func=cmd_breakers_reset)
+
+
+def _tenants(engine: Engine) -> dict[int, str]:
+    from sqlalchemy import select
+
+    from core.models import Tenant
+
+    with engine.connect() as connection:
+        return {int(i): str(slug) for i, slug in connection.execute(select(Tenant.id, Tenant.slug).order_by(Tenant.id))}
+
+
+def cmd_alerts_evaluate(_args: argparse.Namespace) -> int:
+    from core import alerts
+
+    engine = _migrated_engine()
+    slugs = _tenants(engine)
+    firing = 0
+    for tenant_id, results in alerts.evaluate_all(engine).items():
+        for result in results:
+            if result.firing:
+                firing += 1
+                print(f"{slugs.get(tenant_id, tenant_id)}\t{result.severity}\t{result.rule}\t{result.message}")
+    if not firing:
+        print(f"no alert firing ({len(slugs)} tenant(s), {len(alerts.RULES)} rules each)")
+    return 0  # firing alerts are news, not a failure of the command
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    from core import alerts
+
+    engine = _migrated_engine()
+    shown = 0
+    with db.session_scope(engine) as session:
+        for tenant_id, slug in _tenants(engine).items():
+            events = alerts.active_alerts(session, tenant_id=tenant_id) + [
+                e for e in alerts.alert_history(session, tenant_id=tenant_id, limit=args.limit) if e.state != "firing"
+            ]
+            for e in events[: args.limit]:
+                shown += 1
+                until = f"resolved {_when(e.resolved_at)}" if e.resolved_at else f"last seen {_when(e.last_seen_at)}"
+                print(f"{slug}\t{e.state}\t{e.severity}\t{e.rule}\tfired {_when(e.fired_at)}, {until}\t{e.message}")
+    if not shown:
+        print("no alert has fired yet: `python -m core alerts evaluate` checks the rules now")
+    return 0
+
+
+def _add_alert_commands(sub: Any) -> None:
+    group = sub.add_parser("alerts", help="alert rules and their events").add_subparsers(dest="action", required=True)
+    group.add_parser("evaluate", help="evaluate every tenant's alert rules now").set_defaults(func=cmd_alerts_evaluate)
+    listing = group.add_parser("list", help="recent alert events of every tenant, firing first")
+    listing.add_argument("--limit", type=int, default=20, help="events per tenant (default 20)")
+    listing.set_defaults(func=cmd_alerts_list)
+
+
+def cmd_routing_show(_args: argparse.Namespace) -> int:
+    from core import routing
+    from core.providers import get_provider
+
+    identity, settings = _identity(), get_settings()
+    provider = get_provider(settings.provider)
+    with db.session_scope() as session:
+        stored = routing.current_config(session, tenant_id=identity.tenant_id, settings=settings)
+    config = stored.config
+    print(f"{stored.label}" + (f", saved by {stored.actor} on {_when(stored.created_at)}" if stored.version else ""))
+    print(f"routing {'on' if config.enabled else 'off'}: simple below {config.simple_below:g}, complex from "
+          f"{config.complex_from:g}")  # fmt: skip
+    print(f"models on the {provider.name} provider (agent: simple / medium / complex; override):")
+    for agent, default in routing.provider_defaults(provider, settings).items():
+        tiers = " / ".join(config.tier_model(provider.name, agent, t) or f"({default})" for t in routing.TIERS)
+        print(f"  {agent}: {tiers}; override {config.override(provider.name, agent) or 'none'}")
+    for model in routing.unpriced_models(config, settings):
+        print(f"warning: {model} is not in the price table; its calls are recorded without a cost", file=sys.stderr)
+    return 0
+
+
+def cmd_routing_dry_run(args: argparse.Namespace) -> int:
+    from core import routing
+    from core.providers import get_provider
+
+    identity, settings = _identity(), get_settings()
+    with db.session_scope() as session:
+        stored = routing.current_config(session, tenant_id=identity.tenant_id, settings=settings)
+        facts = (
+            routing.brief_facts(session, tenant_id=identity.tenant_id, manuscript_id=args.manuscript, brief=args.brief)
+            if args.manuscript is not None
+            else []
+        )
+    result = routing.dry_run(args.brief, facts, stored, get_provider(settings.provider), settings)
+    judged = result.paragraph
+    print(f"score {judged.score:g} of 100 -> {stored.config.tier(judged.score)} ({len(facts)} facts)")
+    for c in judged.components:
+        print(f"  {c.contribution:5.1f} of {c.weight:g}  {c.label}: {c.value:g} (full at {c.saturates_at:g})")
+    for caveat in judged.caveats:
+        print(f"caveat: {caveat}")
+    for agent, route in result.routes.items():
+        print(f"{agent}\t{route.tier}\t{route.model}\t{route.reason}")
+    return 0
+
+
+def _add_routing_commands(sub: Any) -> None:
+    group = sub.add_parser("routing", help="model routing by complexity").add_subparsers(dest="action", required=True)
+    group.add_parser("show", help="the current routing configuration").set_defaults(func=cmd_routing_show)
+    dry = group.add_parser("dry-run", help="the tier, score and model per agent a brief would get")
+    dry.add_argument("brief")
+    dry.add_argument(
+        "--manuscript", type=int, metavar="ID", help="judge the brief with the facts this manuscript finds"
+    )
+    dry.set_defaults(func=cmd_routing_dry_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     prompt = sub.add_parser("prompts", help="prompt registry").add_subparsers(dest="action", required=True)
     prompt.add_parser("lock", help="pin new prompt versions in prompts.lock.json").set_defaults(func=cmd_prompts_lock)
     _add_control_commands(sub)
+    _add_key_commands(sub)
+    _add_alert_commands(sub)
+    _add_routing_commands(sub)
     return parser
 
 

@@ -35,6 +35,10 @@ class DecryptionError(WorkbenchError):
     """Sealed content that cannot be opened: its key is missing from the ring, or is not the key it was sealed with."""
 
 
+class KeyRotationError(WorkbenchError):
+    """Rotation stopped: rows are sealed under a key the ring lacks, or a key that does not open them."""
+
+
 @dataclass(frozen=True)
 class Sealed:
     key_id: str

@@ -24,7 +24,10 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
     ├── BudgetExceededError       a call would take a stage or paragraph over its token budget
     ├── NoFactsError              a paragraph cannot be drafted without facts
     ├── ImmutableRecordError      an attempt to change a stored version
-    └── JobError                  a job cannot be enqueued, cancelled or retried
+    ├── JobError                  a job cannot be enqueued, cancelled or retried
+    ├── AlertRuleError            an alert rule setting out of range or unknown
+    ├── RoutingConfigError        a routing configuration that cannot be saved or read
+    └── FalseSupportError         a sentence that cannot be reported as a false support
 """
 
 from __future__ import annotations
@@ -137,3 +140,15 @@ class ImmutableRecordError(WorkbenchError):
 
 class JobError(WorkbenchError):
     pass
+
+
+class AlertRuleError(WorkbenchError):
+    """An alert rule setting that cannot be saved: unknown rule or parameter, value out of range."""
+
+
+class FalseSupportError(WorkbenchError):
+    """A sentence that cannot be reported as a false support (not shown as supported, reported already)."""
+
+
+class RoutingConfigError(WorkbenchError):
+    """A routing configuration that cannot be saved (bad threshold, model name, agent or tier) or read."""

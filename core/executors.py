@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import Engine, update
 
 from core import job_runner, worker_records
+from core.alerts import AlertSchedule
 from core.db import get_engine
 from core.errors import JobError
 from core.job_kinds import QUEUES
@@ -54,7 +55,8 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """Jobs on a small thread pool of this process: the embedded default, no Redis needed."""
+    """Jobs on a small thread pool of this process: the embedded default, no Redis needed. Its
+    maintenance thread also evaluates the alert rules of every tenant (``core.alerts``)."""
 
     name = "in-process"
 
@@ -67,6 +69,7 @@ class InProcessExecutor:
         self._waiting: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.alerts = AlertSchedule(engine)
         threading.Thread(target=self._maintain, name="job-maintenance", daemon=True).start()
 
     def ping(self) -> None:
@@ -126,6 +129,7 @@ class InProcessExecutor:
                 job_runner.resubmit_lost(self.engine, holds=self.holds, dispatch=self.submit)
             except Exception:  # nothing is lost: stale and lost jobs are found again on the next round
                 log.warning("reaping stale jobs failed", exc_info=True)
+            self.alerts.tick()  # every alert_interval_s, not every round; logs its own failures
 
     def close(self) -> None:
         """Stop beating and reaping; jobs already submitted (and the jobs they queue) still run."""

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import gateway
+from core import gateway, tracing
 from core.agents.contracts import LibrarianInput, LibrarianOutput
 from core.chunking import page_at
+from core.complexity import chunk_complexity
 from core.errors import NotFoundError
 from core.models import Chunk, Document, Fact, FactRejection
 from core.progress import ProgressFn, no_progress
@@ -62,6 +63,7 @@ def read_chunks(
     answers = []
     for number, chunk in enumerate(chunks, start=1):
         progress((number - 1) / max(len(chunks), 1), f"Extracting facts from chunk {number} of {len(chunks)}")
+        ctx.complexity = chunk_complexity(chunk.text)  # each chunk is routed by its own score
         answers.append(
             gateway.run_agent(
                 "librarian",
@@ -138,14 +140,22 @@ def extract_facts(
         )
     )
     ctx = gateway.CallContext(session=session, tenant_id=tenant_id, trace_id=trace_id, job_id=job_id)
-    answers = read_chunks(
-        ctx, [ChunkText(c.text, c.page) for c in chunks], title=document.title or document.filename, progress=progress
-    )
-    extraction = keep_facts(session, document=document, chunks=chunks, answers=answers, trace_id=trace_id)
-    progress(
-        1.0,
-        f"{extraction.added} facts extracted" + (f", {extraction.rejected} rejected" if extraction.rejected else ""),
-    )
+    with tracing.run(ctx, "ingest", manuscript_id=document.manuscript_id, document_id=document.id) as run:
+        with run.stage("ingest", chunks=len(chunks)):
+            answers = read_chunks(
+                ctx,
+                [ChunkText(c.text, c.page) for c in chunks],
+                title=document.title or document.filename,
+                progress=progress,
+            )
+        with run.stage("save"):
+            extraction = keep_facts(session, document=document, chunks=chunks, answers=answers, trace_id=trace_id)
+        progress(
+            1.0,
+            f"{extraction.added} facts extracted"
+            + (f", {extraction.rejected} rejected" if extraction.rejected else ""),
+        )
+        run.done(document_id=document.id)
     return extraction
 
 

@@ -21,14 +21,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
-from core import breakers, controls, crypto, llm_cache, pricing, prompts, retry, routing
+from core import breakers, controls, crypto, llm_cache, pricing, prompts, retry, routing, tracing
 from core.budgets import TokenBudget
+from core.complexity import Complexity
 from core.errors import BudgetExceededError, ContractError, GenerationPausedError, ProviderError, WorkbenchError
 from core.models import LlmToolCall, LlmUsageEvent, table_of, utcnow
 from core.providers import ProviderRequest, ProviderResult, ToolCall, get_provider
@@ -64,6 +66,12 @@ class CallContext:
     """How the retry loop waits (tests pass a recorder)."""
     drafting: bool = False
     """The run drafts a paragraph (it may be the probe of the verification and cost breakers)."""
+    complexity: Complexity | None = None
+    """How hard the run's work looks (``core.complexity``); the router picks the tier's model by it."""
+    routing_config: routing.StoredConfig | None = None
+    """The tenant's routing configuration, read at the run's first call, so a whole run routes under one version."""
+    span_id: str | None = None
+    """The trajectory span (a pipeline stage) this run's calls are children of (``core.tracing``)."""
 
     @property
     def engine(self) -> Engine:
@@ -146,6 +154,18 @@ class _Call:
     cached_tokens: int = 0
     estimated: bool = False
     started: float = field(default_factory=time.perf_counter)
+    # What the trajectory's spans are made of (core.tracing); the content is sealed there.
+    started_at: datetime = field(default_factory=utcnow)
+    rendered: str = ""
+    payload: BaseModel | None = None
+    output: BaseModel | None = None
+    error: BaseException | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_timer: tracing.ToolTimer | None = None
+    cache_checked: bool = False
+    budget_check: dict[str, Any] | None = None
+    attempt_marks: list[tuple[float, str | None]] = field(default_factory=list)
+    """Per attempt: when it started (``perf_counter``) and its error message."""
 
     def add_usage(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0, estimated: bool = False) -> None:
         self.input_tokens += input_tokens
@@ -168,6 +188,7 @@ class _Call:
         else:
             cost = pricing.Cost(0.0, "free" if self.model.startswith(pricing.FREE_PREFIXES) else "priced")
         ctx = self.ctx
+        latency_ms = (time.perf_counter() - self.started) * 1000
         row = {
             "tenant_id": ctx.tenant_id,
             "trace_id": ctx.trace_id,
@@ -184,16 +205,26 @@ class _Call:
             "tokens_estimated": self.estimated,
             "cost_usd": cost.usd,
             "pricing": cost.pricing,
-            "latency_ms": (time.perf_counter() - self.started) * 1000,
+            "latency_ms": latency_ms,
             "retries": max(len(self.attempts) - 1, 0),
             "attempts": self.attempts,
             "cache_hit": cache_hit,
             "error_class": error_class,
             "routing_tier": self.route.tier,
             "routing_reason": self.route.reason,
+            "routing_score": self.route.score,
             "created_at": utcnow(),
         }
         event_id = int(connection.execute(_INSERT_EVENT, row).inserted_primary_key[0])  # type: ignore[index]
+        tracing.record_call(
+            connection,
+            self,
+            usage_event_id=event_id,
+            latency_ms=latency_ms,
+            cost_usd=cost.usd,
+            error_class=error_class,
+            cache_hit=cache_hit,
+        )
         if error_class:
             log.warning(
                 "agent call failed: %s %s (%s)",
@@ -223,11 +254,16 @@ def run_agent(
     settings = get_settings()
     provider = get_provider(settings.provider)
     prompt = prompts.load(agent, ctx.prompt_pins.get(agent, prompts.DEFAULT_VERSION), settings.prompts_dir)
-    route = routing.choose(provider, prompt, settings)
+    if ctx.routing_config is None:
+        with ctx.ledger() as connection:
+            ctx.routing_config = routing.current_config(connection, tenant_id=ctx.tenant_id, settings=settings)
+    route = routing.choose(provider, prompt, settings, config=ctx.routing_config, complexity=ctx.complexity)
     rendered = prompt.render(**render)
     digest = input_hash(agent, prompt.version, route.model, payload, render)
     ctx.prompt_versions[agent] = prompt.version
-    call = _Call(ctx, agent, provider.name, route.model, prompt.version, digest, route)
+    call = _Call(
+        ctx, agent, provider.name, route.model, prompt.version, digest, route, rendered=rendered, payload=payload
+    )
     key = llm_cache.CacheKey(ctx.tenant_id, agent, prompt.version, route.model, digest)
 
     estimate = 0
@@ -239,8 +275,10 @@ def run_agent(
                 connection, provider=provider.name, trace_id=ctx.trace_id, drafting=ctx.drafting, settings=settings
             )
             cached = llm_cache.lookup(connection, key, crypto.key_ring(settings))
+            call.cache_checked = True
             if cached is not None:
                 output = output_type.model_validate(cached.output)
+                call.output, call.tool_calls = output, cached.tool_calls
                 event_id = call.event(connection, error_class=None, cache_hit=True)
                 llm_cache.count_hit(connection, cached.id)
                 _record_tool_calls(connection, ctx, event_id, cached.tool_calls)
@@ -248,9 +286,12 @@ def run_agent(
                 return output
             estimate = count_tokens(rendered, route.model) + prompt.max_tokens
             refusal = _reserve(connection, ctx, agent, estimate, settings)
+            call.budget_check = _budget_check(connection, ctx, agent, estimate, refused=refusal is not None)
             if refusal is not None:
+                call.error = refusal
                 call.event(connection, error_class="BudgetExceeded")
-    except GenerationPausedError:
+    except GenerationPausedError as error:
+        call.error = error
         call.record(error_class="GenerationPaused")
         raise
     if refusal is not None:
@@ -264,17 +305,19 @@ def run_agent(
         output_type=output_type,
         temperature=prompt.temperature,
         max_tokens=prompt.max_tokens,
-        tools=tools or {},
+        tools=_timed(call, tools) if tools else {},
         timeout_s=settings.provider_timeout_s,
     )
     try:
         result, output = _attempts(call, provider.complete, request, output_type, settings)
     except WorkbenchError as error:
+        call.error = error
         with ctx.ledger() as connection:
             call.event(connection, error_class=_error_class(error))
             if ctx.budget is not None:
                 ctx.budget.settle(connection, reserved=estimate, actual=call.input_tokens + call.output_tokens)
         raise
+    call.output, call.tool_calls = output, result.tool_calls
     with ctx.ledger() as connection:
         event_id = call.event(connection, error_class=None)
         _record_tool_calls(connection, ctx, event_id, result.tool_calls)
@@ -321,6 +364,26 @@ def _reserve(
     return None
 
 
+def _budget_check(
+    connection: Connection, ctx: CallContext, agent: str, estimate: int, *, refused: bool
+) -> dict[str, Any]:
+    """What the budget span shows: the estimate against the stage limit and the paragraph's budget."""
+    check: dict[str, Any] = {
+        "estimate": estimate,
+        "stage_limit": stage_budget(agent, get_settings()),
+        "refused": refused,
+    }
+    if ctx.budget is not None:
+        check["paragraph_reserved"] = ctx.budget.used(connection)
+        check["paragraph_limit"] = ctx.budget.limit
+    return check
+
+
+def _timed(call: _Call, tools: Mapping[str, ToolSpec]) -> dict[str, ToolSpec]:
+    call.tool_timer = tracing.ToolTimer()
+    return call.tool_timer.wrap(tools)
+
+
 def _attempts(
     call: _Call,
     complete: Callable[[ProviderRequest], ProviderResult],
@@ -336,6 +399,7 @@ def _attempts(
             result = complete(request)
         except ProviderError as error:
             latency = (time.perf_counter() - started) * 1000
+            call.attempt_marks.append((started, str(error)))
             call.add_usage(error.input_tokens, error.output_tokens)
             retries_done = len(call.attempts)
             wait = retry.next_delay(
@@ -379,12 +443,14 @@ def _attempts(
         try:
             output = output_type.model_validate(result.output)
         except ValidationError as error:
+            call.attempt_marks.append((started, None))
             call.attempts.append({"failure_class": "contract", "latency_ms": round(latency, 2), "wait_s": None})
             raise ContractError(
                 f"The {call.agent} answer broke its JSON contract ({error.error_count()} problems, first: "
                 f"{error.errors()[0]['msg']} at {'.'.join(str(p) for p in error.errors()[0]['loc']) or 'top level'}). "
                 f"Nothing was saved; try again, or use another prompt version or provider."
             ) from error
+        call.attempt_marks.append((started, None))
         call.attempts.append({"failure_class": None, "latency_ms": round(latency, 2), "wait_s": None})
         return result, output
 

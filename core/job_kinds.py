@@ -10,6 +10,7 @@ Drafting a paragraph crosses queues: ``draft`` runs the Writer on ``generation``
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from core import crypto
 from core.models import Document
 from core.pipeline import Draft, finish_draft, reverify, save_edited_version, write_draft
 from core.progress import ProgressFn
+from core.settings import get_settings
 from core.sources import add_source
 from core.storage import delete_blob, read_blob
 from core.tenancy import Identity
@@ -95,8 +98,26 @@ def _draft(session: Session, run: JobRun) -> dict[str, Any]:
         progress=run.progress,
         job_id=run.job_id,
     )
-    run.then("verify_draft", {"paragraph_id": paragraph_id, "draft": draft.as_dict()})
+    # The draft is the Writer's output: it travels to the verification queue sealed, like all
+    # trace content, so the jobs table holds no model output in the clear.
+    sealed = crypto.key_ring(get_settings()).seal_json(draft.as_dict(), aad=_draft_aad(run))
+    run.then(
+        "verify_draft",
+        {"paragraph_id": paragraph_id, "draft_sealed": base64.b64encode(sealed.blob).decode(), "key_id": sealed.key_id},
+    )
     return {"sentences": len(draft.sentences)}
+
+
+def _draft_aad(run: JobRun) -> bytes:
+    return f"draft:{run.tenant_id}:{run.trace_id}".encode()
+
+
+def _opened_draft(run: JobRun) -> Draft:
+    p = run.payload
+    if "draft" in p:  # queued before drafts were sealed
+        return Draft.from_dict(p["draft"])
+    blob = base64.b64decode(str(p["draft_sealed"]))
+    return Draft.from_dict(crypto.key_ring(get_settings()).open_json(str(p["key_id"]), blob, aad=_draft_aad(run)))
 
 
 def _verify_draft(session: Session, run: JobRun) -> dict[str, Any]:
@@ -105,7 +126,7 @@ def _verify_draft(session: Session, run: JobRun) -> dict[str, Any]:
         tenant_id=run.tenant_id,
         user_id=run.user_id,
         paragraph_id=int(run.payload["paragraph_id"]),
-        draft=Draft.from_dict(run.payload["draft"]),
+        draft=_opened_draft(run),
         trace_id=run.trace_id,
         progress=run.progress,
         job_id=run.job_id,

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from core import controls, job_records
+from core import controls, job_records, tracing
 from core.db import session_scope
 from core.errors import GenerationPausedError, WorkbenchError
 from core.job_kinds import KINDS, JobKind, JobRun
@@ -240,9 +240,14 @@ def _end(engine: Engine, job: Job, attempt: int, state: str, message: str) -> No
 
 
 def cleanup(engine: Engine, kind: JobKind | None, job_id: str, payload: dict[str, Any]) -> None:
-    """Undo what a job that ended without success left outside the database (its stored upload).
+    """Undo what a job that ended without success left outside the database (its stored upload),
+    and end its trajectory as an error if nothing else did (cancelled in its queue, worker lost).
     The job's own state is already recorded; a failed cleanup leaves a stray file, so it is
     logged for ops rather than turned into a second failure of the job."""
+    try:
+        tracing.end_job_run(engine, job_id)
+    except Exception:
+        log.warning("the trajectory of job %s could not be ended", job_id, exc_info=True)
     if kind is not None and kind.cleanup is not None:
         try:
             kind.cleanup(engine, payload)

@@ -159,7 +159,10 @@ class Paragraph(Base):
 
 class ParagraphVersion(Base):
     __tablename__ = "paragraph_versions"
-    __table_args__ = (UniqueConstraint("paragraph_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("paragraph_id", "number"),
+        Index("ix_pv_tenant_created", "tenant_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -183,7 +186,10 @@ class ParagraphVersion(Base):
 
 class SentenceCheck(Base):
     __tablename__ = "sentence_checks"
-    __table_args__ = (UniqueConstraint("version_id", "ordinal"),)
+    __table_args__ = (
+        UniqueConstraint("version_id", "ordinal"),
+        Index("ix_sc_tenant_version", "tenant_id", "version_id", postgresql_include=["verdict", "failure_mode"]),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -204,7 +210,26 @@ class LlmUsageEvent(Base):
 
     __tablename__ = "llm_usage_events"
     __table_args__ = (
-        Index("ix_usage_tenant_created", "tenant_id", "created_at"),
+        # Covering on PostgreSQL (migration 0005): the Costs page aggregates from the index alone.
+        Index(
+            "ix_usage_tenant_created",
+            "tenant_id",
+            "created_at",
+            postgresql_include=[
+                "agent",
+                "provider",
+                "model",
+                "prompt_version",
+                "input_tokens",
+                "output_tokens",
+                "cost_usd",
+                "latency_ms",
+                "cache_hit",
+                "error_class",
+                "trace_id",
+                "paragraph_id",
+            ],
+        ),
         Index("ix_usage_trace", "trace_id"),
         Index("ix_usage_created", "created_at"),
     )

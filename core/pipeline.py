@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import breakers, gateway
+from core import breakers, gateway, routing, tracing
 from core.agents import verifier
 from core.agents.contracts import (
     CitedFact,
@@ -110,32 +110,43 @@ def write_draft(
 ) -> Draft:
     """The Writer's part: find facts with ``search_corpus`` and draft sentences citing them. Writes nothing."""
     paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
-    has_facts = session.scalar(
-        select(func.count(Fact.id)).where(Fact.tenant_id == tenant_id, Fact.manuscript_id == paragraph.manuscript_id)
-    )
-    if not has_facts:
-        raise NoFactsError("This manuscript has no facts yet: upload a PDF and let the Librarian read it first.")
     ctx = _context(session, tenant_id, paragraph_id, trace_id, job_id)
     ctx.drafting = True
-    corpus = corpus_fingerprint(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
-    tool = search_corpus_tool(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
-
-    progress(0.1, "Writer: finding facts and drafting")
-    draft = gateway.run_agent(
-        "writer",
-        WriterInput(brief=paragraph.brief, facts=[], max_sentences=5, corpus=corpus),
-        WriterOutput,
-        ctx=ctx,
-        render={"brief": paragraph.brief, "max_sentences": 5},
-        tools={tool.name: tool},
-    )
-    if not draft.sentences:
-        raise NoFactsError(
-            "No fact of this manuscript matches the brief. Name the topic in the words of your sources, or upload "
-            "the PDF that covers it."
+    # The trajectory starts here and stays running until finish_draft (the next job) ends it.
+    with (
+        tracing.run(ctx, "paragraph", paragraph_id=paragraph_id, manuscript_id=paragraph.manuscript_id) as run,
+        run.stage("write_draft"),
+    ):
+        has_facts = session.scalar(
+            select(func.count(Fact.id)).where(
+                Fact.tenant_id == tenant_id, Fact.manuscript_id == paragraph.manuscript_id
+            )
         )
-    retrieved = [str(r["id"]) for call in ctx.tool_calls if call.name == "search_corpus" for r in call.result]
-    progress(1.0, f"Writer: {len(draft.sentences)} sentences drafted")
+        if not has_facts:
+            raise NoFactsError("This manuscript has no facts yet: upload a PDF and let the Librarian read it first.")
+        # Before the Writer has searched, the facts the brief finds stand in for the ones it will use.
+        ctx.complexity = routing.judge_paragraph(
+            session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id, brief=paragraph.brief
+        )
+        corpus = corpus_fingerprint(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
+        tool = search_corpus_tool(session, tenant_id=tenant_id, manuscript_id=paragraph.manuscript_id)
+
+        progress(0.1, "Writer: finding facts and drafting")
+        draft = gateway.run_agent(
+            "writer",
+            WriterInput(brief=paragraph.brief, facts=[], max_sentences=5, corpus=corpus),
+            WriterOutput,
+            ctx=ctx,
+            render={"brief": paragraph.brief, "max_sentences": 5},
+            tools={tool.name: tool},
+        )
+        if not draft.sentences:
+            raise NoFactsError(
+                "No fact of this manuscript matches the brief. Name the topic in the words of your sources, or "
+                "upload the PDF that covers it."
+            )
+        retrieved = [str(r["id"]) for call in ctx.tool_calls if call.name == "search_corpus" for r in call.result]
+        progress(1.0, f"Writer: {len(draft.sentences)} sentences drafted")
     return Draft([(s.text, list(s.cites)) for s in draft.sentences], retrieved)
 
 
@@ -155,13 +166,28 @@ def finish_draft(
     paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
     ctx = _context(session, tenant_id, paragraph_id, trace_id, job_id)
     ctx.drafting = True
-    written = WriterOutput(sentences=[DraftSentence(text=text, cites=cites) for text, cites in draft.sentences])
-    sentences = _verify_all(session, ctx, paragraph.manuscript_id, written, progress)
-    sentences = _repair(
-        session, ctx, paragraph.manuscript_id, sentences, draft.retrieved, settings.rewrite_rounds, progress
-    )
-    progress(0.95, "Saving the new version")
-    return _save_version(session, ctx, paragraph_id, user_id, sentences, origin="drafted")
+    with tracing.run(ctx, "paragraph", paragraph_id=paragraph_id, manuscript_id=paragraph.manuscript_id) as run:
+        ctx.complexity = routing.judge_paragraph(
+            session,
+            tenant_id=tenant_id,
+            manuscript_id=paragraph.manuscript_id,
+            brief=paragraph.brief,
+            refs=[*draft.retrieved, *(c for _, cites in draft.sentences for c in cites)],
+        )
+        written = WriterOutput(sentences=[DraftSentence(text=text, cites=cites) for text, cites in draft.sentences])
+        with run.stage("verify", sentences=len(written.sentences)):
+            sentences = _verify_all(session, ctx, paragraph.manuscript_id, written, progress)
+        failed = sum(s.verdict.verdict != "supported" for s in sentences)
+        if failed:
+            with run.stage("repair", sentences=failed, rounds=settings.rewrite_rounds):
+                sentences = _repair(
+                    session, ctx, paragraph.manuscript_id, sentences, draft.retrieved, settings.rewrite_rounds, progress
+                )
+        progress(0.95, "Saving the new version")
+        with run.stage("save"):
+            version = _save_version(session, ctx, paragraph_id, user_id, sentences, origin="drafted")
+        run.done(version_id=version.id)
+    return version
 
 
 def save_edited_version(
@@ -180,10 +206,23 @@ def save_edited_version(
     if not kept:
         raise WorkbenchError("The edited paragraph has no sentences; write at least one.")
     ctx = _context(session, tenant_id, paragraph_id, trace_id, None)
-    checked = [
-        _Sentence(text, cites, _verify_one(session, ctx, paragraph.manuscript_id, text, cites)) for text, cites in kept
-    ]
-    return _save_version(session, ctx, paragraph_id, user_id, checked, origin="edited")
+    with tracing.run(ctx, "edit", paragraph_id=paragraph_id, manuscript_id=paragraph.manuscript_id) as run:
+        ctx.complexity = routing.judge_paragraph(
+            session,
+            tenant_id=tenant_id,
+            manuscript_id=paragraph.manuscript_id,
+            brief=paragraph.brief,
+            refs=[c for _, cites in kept for c in cites],
+        )
+        with run.stage("verify", sentences=len(kept)):
+            checked = [
+                _Sentence(text, cites, _verify_one(session, ctx, paragraph.manuscript_id, text, cites))
+                for text, cites in kept
+            ]
+        with run.stage("save"):
+            version = _save_version(session, ctx, paragraph_id, user_id, checked, origin="edited")
+        run.done(version_id=version.id)
+    return version
 
 
 def reverify(
@@ -207,11 +246,25 @@ def reverify(
     if version is None:
         raise NotFoundError(f"Version {version_id} does not belong to paragraph {paragraph_id}.")
     ctx = _context(session, tenant_id, paragraph.id, trace_id, None)
-    checked = [
-        _Sentence(s.text, list(s.cites), _verify_one(session, ctx, paragraph.manuscript_id, s.text, list(s.cites)))
-        for s in version.sentences
-    ]
-    return _save_version(session, ctx, paragraph.id, user_id, checked, origin="reverified")
+    with tracing.run(ctx, "reverify", paragraph_id=paragraph.id, manuscript_id=paragraph.manuscript_id) as run:
+        ctx.complexity = routing.judge_paragraph(
+            session,
+            tenant_id=tenant_id,
+            manuscript_id=paragraph.manuscript_id,
+            brief=paragraph.brief,
+            refs=[c for s in version.sentences for c in s.cites],
+        )
+        with run.stage("verify", sentences=len(version.sentences), of_version=version.id):
+            checked = [
+                _Sentence(
+                    s.text, list(s.cites), _verify_one(session, ctx, paragraph.manuscript_id, s.text, list(s.cites))
+                )
+                for s in version.sentences
+            ]
+        with run.stage("save"):
+            saved = _save_version(session, ctx, paragraph.id, user_id, checked, origin="reverified")
+        run.done(version_id=saved.id)
+    return saved
 
 
 # -- steps ----------------------------------------------------------------------------------------

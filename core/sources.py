@@ -14,7 +14,7 @@ from hashlib import sha256
 
 from sqlalchemy.orm import Session
 
-from core import gateway
+from core import gateway, tracing
 from core.documents import PreparedPdf, list_chunks, prepare_pdf, save_pdf, title_of
 from core.facts import ChunkText, keep_facts, read_chunks
 from core.models import Document
@@ -43,35 +43,42 @@ def add_source(
 ) -> SourceResult:
     trace_id = trace_id or uuid.uuid4().hex
     blob_existed = blob_path(sha256(data).hexdigest()).exists()
-    prepared = prepare_pdf(
-        session,
-        tenant_id=identity.tenant_id,
-        manuscript_id=manuscript_id,
-        filename=filename,
-        data=data,
-        progress=scaled(progress, 0.0, 0.3),
-    )
     ctx = gateway.CallContext(session=session, tenant_id=identity.tenant_id, trace_id=trace_id, job_id=job_id)
-    answers = read_chunks(
-        ctx,
-        [ChunkText(c.text, c.page) for c in prepared.chunks],
-        title=_title_of(prepared),
-        progress=scaled(progress, 0.3, 0.95),
-    )
-    progress(0.95, "Saving the document and its facts")
-    try:
-        document = save_pdf(session, prepared)
-        chunks = list_chunks(session, tenant_id=identity.tenant_id, document_id=document.id)
-        extraction = keep_facts(session, document=document, chunks=chunks, answers=answers, trace_id=trace_id)
-    except BaseException:
-        if not blob_existed:
-            # The transaction will roll back; the stored original must go with it.
-            delete_blob(sha256(data).hexdigest())
-        raise
-    progress(
-        1.0,
-        f"{extraction.added} facts extracted" + (f", {extraction.rejected} rejected" if extraction.rejected else ""),
-    )
+    # A file that cannot be read is a failed ingest run too: the trajectory starts before the checks.
+    with tracing.run(ctx, "ingest", manuscript_id=manuscript_id) as run:
+        with run.stage("prepare_pdf", bytes=len(data)):
+            prepared = prepare_pdf(
+                session,
+                tenant_id=identity.tenant_id,
+                manuscript_id=manuscript_id,
+                filename=filename,
+                data=data,
+                progress=scaled(progress, 0.0, 0.3),
+            )
+        with run.stage("ingest", chunks=len(prepared.chunks), pages=len(prepared.pages)):
+            answers = read_chunks(
+                ctx,
+                [ChunkText(c.text, c.page) for c in prepared.chunks],
+                title=_title_of(prepared),
+                progress=scaled(progress, 0.3, 0.95),
+            )
+        progress(0.95, "Saving the document and its facts")
+        try:
+            with run.stage("save"):
+                document = save_pdf(session, prepared)
+                chunks = list_chunks(session, tenant_id=identity.tenant_id, document_id=document.id)
+                extraction = keep_facts(session, document=document, chunks=chunks, answers=answers, trace_id=trace_id)
+        except BaseException:
+            if not blob_existed:
+                # The transaction will roll back; the stored original must go with it.
+                delete_blob(sha256(data).hexdigest())
+            raise
+        progress(
+            1.0,
+            f"{extraction.added} facts extracted"
+            + (f", {extraction.rejected} rejected" if extraction.rejected else ""),
+        )
+        run.done(document_id=document.id)
     return SourceResult(document, extraction.added, extraction.rejected)
 
 

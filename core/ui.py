@@ -671,3 +671,37 @@ def _history(pid: int, versions: list[ParagraphVersion], shown: ParagraphVersion
                 if version.id != shown.id and st.button("View", key=_key("viewbtn", pid, version.id), type="tertiary"):
                     st.session_state[_key("view", pid)] = version.id
                     st.rerun()
+
+
+def render_key_warning() -> None:
+    """Above every page while trace content is sealed with the generated development key."""
+    from core import crypto
+
+    settings = get_settings()
+    try:
+        ring = crypto.key_ring(settings)
+    except WorkbenchError as error:
+        st.error(f"Trace content cannot be encrypted: {error}", icon=":material/key_off:")
+        return
+    if ring.development:
+        st.warning(
+            f"Trace content is encrypted with a development key kept in `{settings.data_dir / crypto.DEV_KEY_FILE}`; "
+            "anyone who can read that file can read the traces. For real use, make a key with "
+            "`python -m core keys new`, set `WORKBENCH_ENCRYPTION_KEYS=new-id:key,"
+            f"{ring.active_id}:<the key in that file>` and run `python -m core keys rotate`.",
+            icon=":material/key:",
+        )
+
+
+def render_alert_banner() -> None:
+    """Above every page while an alert of this workspace is firing (one indexed count)."""
+    from core import alerts
+
+    ident = identity()
+    with session() as s:
+        firing = alerts.firing_count(s, tenant_id=ident.tenant_id)
+    if firing:
+        st.warning(
+            f"{firing} alert{'s' if firing != 1 else ''} firing in this workspace: see Operations, Alerts and SLOs.",
+            icon=":material/notifications_active:",
+        )

@@ -12,6 +12,7 @@ from typing import Any
 from core import gateway
 from core.agents import verifier
 from core.agents.guard import FactText
+from core.complexity import SourceFact, paragraph_complexity
 from core.errors import WorkbenchError
 
 
@@ -32,5 +33,7 @@ def parse_item(item: dict[str, Any]) -> tuple[str, list[str], list[FactText]]:
 
 def verify_item(item: dict[str, Any], *, ctx: gateway.CallContext) -> dict[str, Any]:
     sentence, cited, facts = parse_item(item)
+    # No brief here: the sentence stands in for it, and the facts given count as one source.
+    ctx.complexity = paragraph_complexity(sentence, [SourceFact(f.text, "given") for f in facts if f.id in cited])
     verdict = verifier.judge(ctx, sentence, cited, facts)
     return {"verdict": verdict.verdict, "failure_mode": verdict.failure_mode, "reason": verdict.reason}

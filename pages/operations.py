@@ -1,19 +1,79 @@
-"""Operations (ops, admins): generation controls, what runs where, queues, workers and jobs."""
+"""Operations (ops, admins): alerts and SLOs, generation controls, what runs where, queues, workers and jobs."""
 
 import streamlit as st
 
-from core import breakers, controls, jobs, ui, worker_records
+from core import alerts, breakers, controls, jobs, slo, ui, worker_records
 from core.db import schema_is_current
 from core.ui_queries import job_rows, job_state_counts, recent_control_events, transition_rows
 
 st.title("Operations")
-ui.not_built(5, "alerts and SLOs")
 ui.not_built(6, "accounts and roles, the audit log, the model registry and its lifecycle")
 
 ident = ui.identity()
 actor = ui.actor()
 status = ui.generation_status()
 switch = status.kill_switch
+AT = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")  # times are UTC
+
+# Alerts and SLOs --------------------------------------------------------------------------------
+st.subheader("Alerts and SLOs")
+with ui.session() as s:
+    alerts.evaluate(s, tenant_id=ident.tenant_id)  # on every load too (workers do it every minute): cheap
+with ui.session() as s:
+    firing = alerts.active_alerts(s, tenant_id=ident.tenant_id)
+    history = alerts.event_rows(alerts.alert_history(s, tenant_id=ident.tenant_id, limit=50))
+    objectives = slo.slo_status(s, tenant_id=ident.tenant_id)
+    rules = {r.name: r for r in alerts.rule_settings(s, tenant_id=ident.tenant_id)}
+for event in firing:
+    title = alerts.RULES[event.rule].title if event.rule in alerts.RULES else event.rule
+    shout = st.error if event.severity == alerts.CRITICAL else st.warning
+    shout(f"**{ui.md_escape(title)}** firing since {ui.when(event.fired_at)}: {ui.md_escape(event.message)}")
+if not firing:
+    st.caption("No alert is firing for this workspace.")
+
+st.markdown(f"**Service level objectives** (last {slo.SLO_WINDOW.days} days)")
+for column, o in zip(st.columns(len(objectives)), objectives, strict=True):
+    color = {"met": "green", "not met": "red"}.get(o.verdict, "gray")
+    column.metric(o.title, o.shown, f"{o.verdict} · target {o.objective}", color, delta_arrow="off", help=o.detail)
+
+st.markdown("**Alert history**")
+if history:
+    st.dataframe(history, hide_index=True, column_config={"Fired": AT, "Last seen": AT, "Resolved": AT})
+else:
+    st.caption("No alert has fired yet.")
+
+st.markdown("**Alert rules of this workspace**")
+name = st.selectbox("Rule", list(rules), format_func=lambda n: rules[n].rule.title, key="operations_alert_rule")
+chosen, rule = rules[name], rules[name].rule
+changed = f"Changed by {ui.md_escape(chosen.actor)} on {ui.when(chosen.updated_at)}." if chosen.updated_at else ""
+with st.form("operations_alert_form"):
+    st.caption(
+        f"{ui.md_escape(rule.description)} Window: {rule.window}; fires {rule.relation} the threshold "
+        f"({rule.severity}). {changed}"
+    )
+    enabled = st.checkbox("Enabled", value=chosen.enabled, key=f"operations_alert_enabled_{name}")
+    threshold = st.number_input(
+        f"Threshold ({rule.unit})",
+        value=chosen.threshold * rule.scale,
+        format={"USD": "%.4f", "%": "%.1f"}.get(rule.unit, "%.0f"),
+        key=f"operations_alert_threshold_{name}",
+    )
+    params = {
+        key: st.number_input(param.label, value=chosen.params[key], key=f"operations_alert_{name}_{key}")
+        for key, param in rule.params.items()
+    }
+    if st.form_submit_button("Save rule", icon=":material/save:"):
+        ui.act(
+            lambda s: alerts.update_rule(
+                s,
+                tenant_id=ident.tenant_id,
+                rule=name,
+                enabled=enabled,
+                threshold=threshold / rule.scale,
+                params=params,
+                actor=actor,
+            )
+        )
 
 # Generation controls ----------------------------------------------------------------------------
 st.subheader("Generation controls")
@@ -103,9 +163,6 @@ runtime = ui.runtime_status() | {
     "Schema": "at head" if schema_is_current(ui.engine()) else "behind: run python -m core migrate"
 }
 st.dataframe([{"Component": k, "Mode": v} for k, v in runtime.items()], hide_index=True, width=640)
-
-
-AT = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")  # times are UTC
 
 
 @st.fragment(run_every=2.0)

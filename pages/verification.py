@@ -4,7 +4,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import ui
+from core import alerts, ui
+from core.errors import WorkbenchError
+from core.false_supports import report_false_support, reportable_sentences
 from core.manuscripts import list_manuscripts
 from core.metrics import recent_sentence_checks, verification_summary
 
@@ -21,6 +23,9 @@ with ui.session() as s:
     )
     summary = verification_summary(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
     checks = recent_sentence_checks(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id, limit=500)
+    reportable = {
+        r.sentence_check_id: r for r in reportable_sentences(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
+    }
 
 
 def rate(value: float | None) -> str:
@@ -73,6 +78,34 @@ else:
         table = table[table["Failure mode"].isin(failures)]
     st.dataframe(table, hide_index=True, column_config={"Sentence": st.column_config.TextColumn(width="large")})
     st.caption(f"{len(table)} of {len(checks)} sentence checks shown.")
+
+st.subheader("Report a false support")
+if not reportable:
+    st.caption("No supported sentence in the latest versions to report.")
+else:
+    st.caption("A sentence shown as supported that its cited facts do not support: ops get a critical alert.")
+    with st.form("verification_report", clear_on_submit=True):
+        check_id = st.selectbox(
+            "Supported sentence",
+            list(reportable),
+            format_func=lambda i: (
+                f"¶{reportable[i].paragraph_id} v{reportable[i].version_number}: {reportable[i].text}"
+            ),
+            key="verification_report_sentence",
+        )
+        note = st.text_input("What is wrong (optional)", key="verification_report_note")
+        if st.form_submit_button("Report false support", icon=":material/flag:"):
+            try:
+                with ui.session() as s:
+                    report_false_support(
+                        s, tenant_id=ident.tenant_id, user_id=ident.user_id, sentence_check_id=check_id, note=note
+                    )
+                with ui.session() as s:
+                    alerts.evaluate(s, tenant_id=ident.tenant_id)  # ops see it now, not at the next round
+            except WorkbenchError as exc:
+                st.error(ui.md_escape(exc))
+            else:
+                st.success("Reported. Ops see a critical false support alert on the Operations page.")
 st.caption(
     "Re-running a paragraph with another prompt version or model is not built yet: it comes with prompt "
     "deployments (issue 7) and routing overrides (issue 3)."

@@ -103,9 +103,6 @@ def test_status_area_names_provider_database_and_job_mode(make_app: MakeApp) -> 
 @pytest.mark.parametrize(
     ("page", "issue"),
     [
-        ("pages/costs.py", 5),
-        ("pages/routing.py", 3),
-        ("pages/trajectories.py", 5),
         ("pages/prompts.py", 7),
         ("pages/operations.py", 6),
     ],

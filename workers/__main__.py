@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from core import db, job_runner, worker_records
+from core.alerts import AlertSchedule
 from core.executors import MAINTENANCE_S, QueueUnavailableError, get_executor
 from core.job_kinds import QUEUES
 from core.log_context import configure_logging
@@ -45,17 +46,20 @@ log = logging.getLogger("workers")
 
 class Maintenance(threading.Thread):
     """Every ``MAINTENANCE_S`` seconds: say this worker is alive (busy or idle, with its job), and
-    queue again the jobs of workers that died."""
+    queue again the jobs of workers that died; every ``alert_interval_s``, evaluate the alert rules
+    of every tenant (each worker does: evaluations are idempotent and serialised per tenant)."""
 
     def __init__(self, engine: Engine, name: str, queues: list[str]) -> None:
         super().__init__(name="worker-maintenance", daemon=True)
         self.engine, self.worker, self.queues = engine, name, queues
         self._halt = threading.Event()
+        self.alerts = AlertSchedule(engine)
 
     def run(self) -> None:
         while True:
             self.beat()
             self.reap()
+            self.alerts.tick()  # logs its own failures
             if self._halt.wait(MAINTENANCE_S):
                 return
 
