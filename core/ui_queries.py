@@ -2,8 +2,9 @@
 
 Each aggregates in the database; queries of tenant data take the tenant. The control events
 are the exception: the kill switch and the breakers cover every tenant, so their log does too.
-When core grows the real module (``core.metrics`` for costs and traces in issue 5, prompt
-deployments in issue 7, accounts in issue 6), the page switches to it and the function here goes.
+When core grows the real module (prompt deployments in issue 7, accounts in issue 6), the page
+switches to it and the function here goes; costs and traces moved to ``core.dashboard`` and
+``core.trajectories``.
 
 The job helpers at the end turn ``core.jobs`` views into what the Write page follows: an
 ``Action`` is one press of a button (the job it queued and the jobs that job queued in turn).
@@ -22,87 +23,7 @@ from sqlalchemy.orm import Session
 from core import jobs
 from core.db import as_utc, session_scope
 from core.jobs import QUEUED, RUNNING, SUCCEEDED, JobView
-from core.models import ControlEvent, Job, LlmUsageEvent, ParagraphVersion, User
-
-
-@dataclass(frozen=True)
-class AgentUsage:
-    agent: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cached_calls: int
-    cost_usd: float
-
-
-def usage_by_agent(session: Session, *, tenant_id: int) -> list[AgentUsage]:
-    """Calls, tokens and recorded cost per agent from ``llm_usage_events``."""
-    e = LlmUsageEvent
-    rows = session.execute(
-        select(
-            e.agent,
-            func.count(),
-            func.coalesce(func.sum(e.input_tokens), 0),
-            func.coalesce(func.sum(e.output_tokens), 0),
-            func.count().filter(e.cache_hit.is_(True)),
-            func.coalesce(func.sum(e.cost_usd), 0),
-        )
-        .where(e.tenant_id == tenant_id)
-        .group_by(e.agent)
-        .order_by(e.agent)
-    )
-    return [AgentUsage(agent, int(n), int(i), int(o), int(c), float(cost or 0)) for agent, n, i, o, c, cost in rows]
-
-
-@dataclass(frozen=True)
-class ModelUsage:
-    agent: str
-    provider: str
-    model: str
-    routing_tier: str | None
-    calls: int
-
-
-def usage_by_model(session: Session, *, tenant_id: int) -> list[ModelUsage]:
-    """Which provider, model and routing tier served each agent, by call count."""
-    e = LlmUsageEvent
-    rows = session.execute(
-        select(e.agent, e.provider, e.model, e.routing_tier, func.count())
-        .where(e.tenant_id == tenant_id)
-        .group_by(e.agent, e.provider, e.model, e.routing_tier)
-        .order_by(e.agent, func.count().desc())
-    )
-    return [ModelUsage(a, p, m, t, int(n)) for a, p, m, t, n in rows]
-
-
-@dataclass(frozen=True)
-class TraceSummary:
-    trace_id: str
-    calls: int
-    tokens: int
-    errors: int
-    started: datetime
-    ended: datetime
-
-
-def recent_traces(session: Session, *, tenant_id: int, limit: int = 50) -> list[TraceSummary]:
-    """The most recent traces seen in usage events, newest first."""
-    e = LlmUsageEvent
-    rows = session.execute(
-        select(
-            e.trace_id,
-            func.count(),
-            func.coalesce(func.sum(e.input_tokens + e.output_tokens), 0),
-            func.count(e.error_class),
-            func.min(e.created_at),
-            func.max(e.created_at),
-        )
-        .where(e.tenant_id == tenant_id)
-        .group_by(e.trace_id)
-        .order_by(func.max(e.created_at).desc())
-        .limit(limit)
-    )
-    return [TraceSummary(t, int(n), int(tok), int(err), a, b) for t, n, tok, err, a, b in rows]
+from core.models import ControlEvent, Job, ParagraphVersion, User
 
 
 def job_state_counts(session: Session, *, tenant_id: int) -> dict[str, int]:

@@ -107,6 +107,6 @@ else:
             else:
                 st.success("Reported. Ops see a critical false support alert on the Operations page.")
 st.caption(
-    "Re-running a paragraph with another prompt version or model is not built yet: it comes with prompt "
-    "deployments (issue 7) and routing overrides (issue 3)."
+    "Re-running a paragraph with another prompt version or model comes with replay (issue 7); until then a "
+    "model can be forced per agent on the Routing page."
 )
