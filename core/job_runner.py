@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core import controls, job_records, tracing
@@ -246,7 +247,9 @@ def cleanup(engine: Engine, kind: JobKind | None, job_id: str, payload: dict[str
     logged for ops rather than turned into a second failure of the job."""
     try:
         tracing.end_job_run(engine, job_id)
-    except Exception:
+    except (SQLAlchemyError, WorkbenchError):
+        # The database away or the key ring misconfigured: the job's FAILED/CANCELLED state is
+        # already stored (the jobs page shows it); only its trajectory keeps saying running.
         log.warning("the trajectory of job %s could not be ended", job_id, exc_info=True)
     if kind is not None and kind.cleanup is not None:
         try:

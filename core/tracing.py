@@ -40,7 +40,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, Engine, bindparam, event, func, select, update
+from sqlalchemy import Boolean, Connection, Engine, bindparam, case, event, null, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core import crypto
@@ -69,7 +70,9 @@ _ADD_CALL = (
         errors=_TR.c.errors + bindparam("t_errors"),
         input_tokens=_TR.c.input_tokens + bindparam("t_in"),
         output_tokens=_TR.c.output_tokens + bindparam("t_out"),
-        cost_usd=func.coalesce(_TR.c.cost_usd, 0) + bindparam("t_cost"),
+        # NULL once any call is unpriced (NULL + x stays NULL): the run's cost is then unknown,
+        # shown as "unpriced", never as an understated figure.
+        cost_usd=case((bindparam("t_unpriced", type_=Boolean), null()), else_=_TR.c.cost_usd + bindparam("t_cost")),
     )
 )
 
@@ -463,7 +466,7 @@ def _mark_rolled_back(engine: Engine, tenant_id: int, trace_id: str) -> None:
                 .where(_TR.c.tenant_id == tenant_id, _TR.c.trace_id == trace_id, _TR.c.status.in_((OK, RUNNING)))
                 .values(status=ERROR, error_class="RolledBack", version_id=None, ended_at=utcnow())
             )
-    except Exception:
+    except SQLAlchemyError:  # the database went away with the rollback; the caller's own error is what matters
         log.warning("run %s rolled back after it ended and could not be marked so", trace_id, exc_info=True)
 
 
@@ -689,6 +692,7 @@ def record_call(
         "t_errors": 1 if error_class else 0,
         "t_in": call.input_tokens,
         "t_out": call.output_tokens,
-        "t_cost": cost_usd or 0.0,  # an unpriced call adds nothing it could be blamed for
+        "t_cost": cost_usd or 0.0,
+        "t_unpriced": cost_usd is None,
     }
     connection.execute(_ADD_CALL, totals)

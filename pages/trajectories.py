@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import crypto, ui
+from core.charts import usd
 from core.errors import WorkbenchError
 from core.settings import get_settings
 from core.trace_chart import span_label, timeline_figure
@@ -84,18 +85,25 @@ else:
                 "Calls": [t.calls for t in result.rows],
                 "Errors": [t.errors for t in result.rows],
                 "Tokens": [t.input_tokens + t.output_tokens for t in result.rows],
-                "Cost (USD)": [float(t.cost_usd or 0) for t in result.rows],
+                "Cost": [usd(None if t.cost_usd is None else float(t.cost_usd)) for t in result.rows],
                 "Duration (ms)": [t.duration_ms for t in result.rows],
                 "Error": [t.error_class or "" for t in result.rows],
                 "Trace": [t.trace_id for t in result.rows],
             }
         ),
         hide_index=True,
-        column_config={"Cost (USD)": st.column_config.NumberColumn(format="$%.6f")},
     )
     left, right = st.columns([1, 3])
     left.number_input(f"Page (of {result.pages})", min_value=1, max_value=result.pages, step=1, key="traj_page")
     right.caption(f"{result.total:,} trajectories match; {PAGE_SIZE} a page, newest first.")
+
+
+def _span_cost(kind: str, cost: object) -> str:
+    # Only model calls cost anything; a stage or a routing decision has no price to be missing.
+    if kind != "agent":
+        return ""
+    return usd(None if cost is None else float(cost))  # type: ignore[arg-type]
+
 
 # Pick a trace: from this page, or the one a shared ?trace= link names (even if on another page).
 labels = {t.trace_id: f"{ui.when(t.started_at)} · {t.kind} · {t.status} · {t.trace_id[:12]}" for t in result.rows}
@@ -129,7 +137,11 @@ m3.metric("Agent calls", f"{run.calls:,}", help=f"{run.errors} failed")
 m4.metric(
     "Tokens", f"{run.input_tokens + run.output_tokens:,}", help=f"{run.input_tokens:,} in, {run.output_tokens:,} out"
 )
-m5.metric("Cost", f"${float(run.cost_usd or 0):.6f}")
+m5.metric(
+    "Cost",
+    usd(None if run.cost_usd is None else float(run.cost_usd)),
+    help="Unpriced: a call used a model with no price (set one in WORKBENCH_PRICING).",
+)
 
 if not trace.spans:
     st.caption("This run recorded no spans yet.")
@@ -148,12 +160,11 @@ else:
                 "Prompt": [sp.event.prompt_version or "" for sp in trace.spans],
                 "Tokens in": [sp.event.input_tokens for sp in trace.spans],
                 "Tokens out": [sp.event.output_tokens for sp in trace.spans],
-                "Cost (USD)": [float(sp.event.cost_usd or 0) for sp in trace.spans],
+                "Cost": [_span_cost(sp.event.kind, sp.event.cost_usd) for sp in trace.spans],
                 "Error": [sp.event.error_class or "" for sp in trace.spans],
             }
         ),
         hide_index=True,
-        column_config={"Cost (USD)": st.column_config.NumberColumn(format="$%.6f")},
     )
     st.subheader("Span content")
     for sp in trace.spans:

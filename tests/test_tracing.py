@@ -27,9 +27,10 @@ from core.models import Base, LlmUsageEvent, Trajectory, TrajectoryEvent
 from core.pipeline import draft_paragraph
 from core.settings import get_settings, reset_settings
 from core.sources import add_source
-from core.tenancy import Identity
+from core.tenancy import Identity, bootstrap
 from tests.fakellm import FakeLLM, Fault
 from tests.test_gateway import use_provider
+from tests.ui_helpers import MakeApp
 
 # The researcher's own working text lives here in the clear, by design (DESIGN.md, "Data").
 DOMAIN_TABLES = {"documents", "chunks", "facts", "paragraphs", "paragraph_versions", "sentence_checks"}
@@ -430,3 +431,25 @@ def test_finished_runs_are_exported_when_a_collector_is_configured_and_a_dead_on
         tracing.flush_exports()
     assert trajectory(clean_db, "not-exported").status == "ok"
     assert any("not-exported was not exported" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_with_an_unpriced_call_shows_its_cost_as_unpriced_not_understated(
+    fake: FakeLLM, monkeypatch: pytest.MonkeyPatch, make_app: MakeApp, clean_db: Engine
+) -> None:
+    with db.session_scope(clean_db) as s:
+        identity = bootstrap(s)
+    manuscript_id, paragraph_id = _paragraph(clean_db, identity)
+    _ingest(clean_db, identity, manuscript_id, "ingest")
+    # Priced everywhere but the Verifier, whose model has no price: the run's total is unknown.
+    use_provider(monkeypatch, fake, "openai", WORKBENCH_MODELS='{"verifier": "house-model-7"}')
+    _draft(clean_db, identity, paragraph_id, "partly-unpriced")
+    run = trajectory(clean_db, "partly-unpriced")
+    assert run.status == "ok" and run.cost_usd is None
+    agents = [s for s in spans(clean_db, "partly-unpriced") if s.kind == "agent"]
+    assert {s.agent for s in agents if s.cost_usd is None} == {"verifier"}
+    assert any(s.cost_usd for s in agents if s.agent == "writer")  # the priced call still shows its cost
+
+    at = make_app("pages/trajectories.py")
+    at.selectbox(key="traj_trace").set_value("partly-unpriced").run()
+    assert not at.exception
+    assert [m.value for m in at.metric if m.label == "Cost"] == ["unpriced"]
