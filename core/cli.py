@@ -41,7 +41,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from core import breakers, controls, db, prompts
+from core import breakers, cli_accounts, cli_audit, cli_backup, cli_models, controls, db, prompts
 from core.errors import WorkbenchError
 from core.settings import get_settings
 from core.tenancy import Identity, bootstrap
@@ -600,6 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_commands(sub)
     _add_alert_commands(sub)
     _add_routing_commands(sub)
+    for module in (cli_accounts, cli_audit, cli_models, cli_backup):
+        module.add_commands(sub)
     return parser
 
 

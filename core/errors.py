@@ -27,7 +27,18 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
     ├── JobError                  a job cannot be enqueued, cancelled or retried
     ├── AlertRuleError            an alert rule setting out of range or unknown
     ├── RoutingConfigError        a routing configuration that cannot be saved or read
-    └── FalseSupportError         a sentence that cannot be reported as a false support
+    ├── FalseSupportError         a sentence that cannot be reported as a false support
+    ├── PermissionDeniedError     the signed-in role may not do this (``permission`` names what)
+    ├── AuthenticationError       signing in failed
+    │   ├── InvalidCredentialsError   unknown e-mail or wrong password (never says which)
+    │   ├── AccountLockedError        too many failures: locked until ``until``
+    │   └── SessionExpiredError       the session ended (expired, idle too long, signed out)
+    ├── AccountError              a user or tenant that cannot be created or changed
+    ├── AuditChainError           the audit log cannot be appended to or read
+    ├── PolicyBlockedError        an agent's output broke a severe policy rule and was withheld
+    ├── ModelRetiredError         a call or route to a model that is retired or not registered
+    ├── ModelRegistryError        a registry entry that cannot be saved
+    └── BackupError               a backup that cannot be written or restored (newer schema, not empty)
 """
 
 from __future__ import annotations
@@ -152,3 +163,57 @@ class FalseSupportError(WorkbenchError):
 
 class RoutingConfigError(WorkbenchError):
     """A routing configuration that cannot be saved (bad threshold, model name, agent or tier) or read."""
+
+
+class PermissionDeniedError(WorkbenchError):
+    """The signed-in user's role does not grant ``permission``."""
+
+    def __init__(self, message: str, *, permission: str = "") -> None:
+        super().__init__(message)
+        self.permission = permission
+
+
+class AuthenticationError(WorkbenchError):
+    pass
+
+
+class InvalidCredentialsError(AuthenticationError):
+    pass
+
+
+class AccountLockedError(AuthenticationError):
+    def __init__(self, message: str, *, until: object = None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class SessionExpiredError(AuthenticationError):
+    pass
+
+
+class AccountError(WorkbenchError):
+    """A user or tenant that cannot be created or changed (duplicate e-mail, weak password, last admin)."""
+
+
+class AuditChainError(WorkbenchError):
+    pass
+
+
+class PolicyBlockedError(WorkbenchError):
+    """An agent's output broke a severe policy rule; it was not used. ``rules`` names them."""
+
+    def __init__(self, message: str, *, rules: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.rules = rules
+
+
+class ModelRetiredError(WorkbenchError):
+    """A model that is retired or missing from the registry: no call goes to it."""
+
+
+class ModelRegistryError(WorkbenchError):
+    pass
+
+
+class BackupError(WorkbenchError):
+    pass

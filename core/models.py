@@ -46,19 +46,55 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    redact_pii: Mapped[bool] = mapped_column(
+        Boolean, default=False, doc="redact e-mail addresses and phone numbers before text leaves the machine"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class User(Base):
+    """An account. The e-mail address is the login name, unique across tenants (stored lower-case)."""
+
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("tenant_id", "email"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "email"), UniqueConstraint("email", name="uq_users_email"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     email: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(32), default="researcher")
+    role: Mapped[str] = mapped_column(String(32), default="researcher", doc="researcher ops prompt_engineer admin")
+    password_hash: Mapped[str | None] = mapped_column(String(255), doc="argon2id; NULL: cannot log in")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, doc="consecutive failures since the last success")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuthSession(Base):
+    """A signed-in browser session: only the sha256 of its token is stored."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="logout or revocation")
+
+
+class LoginThrottle(Base):
+    """Failed logins per login name (known or not), so guessing is slowed for names that do not exist too."""
+
+    __tablename__ = "login_throttles"
+
+    login: Mapped[str] = mapped_column(String(320), primary_key=True, doc="the e-mail as typed, lower-case")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Manuscript(Base):
@@ -551,3 +587,79 @@ class FalseSupportReport(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     reported_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """One link of the hash-chained audit log: append-only, ``hash`` covers every other column and
+    ``prev_hash`` (the previous entry's hash), so changing or removing any row breaks the chain."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_type_at", "event_type", "at"),
+        Index("ix_audit_tenant_at", "tenant_id", "at"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, doc="1, 2, 3, ... no gaps")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tenant_id: Mapped[int | None] = mapped_column(Integer, doc="NULL for workbench-wide events (kill switch)")
+    actor_user_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(320), doc="who, as a person reads it (name and e-mail, or cli)")
+    event_type: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last link (one row): appends lock it, so concurrent writers never fork the chain,
+    and ``audit verify`` notices a removed tail."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class PolicyViolation(Base):
+    """A policy rule that matched an agent's input or output; ``action`` says what the gateway did."""
+
+    __tablename__ = "policy_violations"
+    __table_args__ = (Index("ix_policy_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    trace_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    paragraph_id: Mapped[int | None] = mapped_column(Integer)
+    agent: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(8), doc="input output")
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16), doc="low medium severe")
+    action: Mapped[str] = mapped_column(String(16), doc="flagged redacted blocked")
+    location: Mapped[str] = mapped_column(String(200), default="", doc="where: chunk, fact or sentence id")
+    detail: Mapped[str] = mapped_column(Text, default="", doc="what matched, described; never the tenant's text")
+    excerpt_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RegisteredModel(Base):
+    """The model registry: a model may be routed to only while it is registered and active."""
+
+    __tablename__ = "model_registry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(120), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64), default="")
+    risk_tier: Mapped[str] = mapped_column(String(16), default="medium", doc="low medium high")
+    input_per_mtok: Mapped[float | None] = mapped_column(Float, doc="USD per 1M input tokens")
+    output_per_mtok: Mapped[float | None] = mapped_column(Float)
+    cached_input_per_mtok: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="active", doc="active deprecated retired")
+    removal_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), doc="deprecated: retired from")
+    governance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="flags: pii_allowed, eu_hosted, ...")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    updated_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

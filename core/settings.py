@@ -174,6 +174,37 @@ class Settings(BaseSettings):
         default=6, validation_alias="WORKBENCH_WRITER_TOP_K", description="Facts the Writer retrieves."
     )
 
+    session_ttl_s: int = Field(
+        default=12 * 3600,
+        gt=0,
+        validation_alias="WORKBENCH_SESSION_TTL_S",
+        description="A sign-in lasts at most this long, seconds, however active the user is.",
+    )
+    session_idle_s: int = Field(
+        default=3600,
+        gt=0,
+        validation_alias="WORKBENCH_SESSION_IDLE_S",
+        description="A sign-in ends after this long without a page load, seconds.",
+    )
+    login_max_failures: int = Field(
+        default=5,
+        gt=0,
+        validation_alias="WORKBENCH_LOGIN_MAX_FAILURES",
+        description="Consecutive failed logins of one e-mail before it is locked.",
+    )
+    login_lockout_s: int = Field(
+        default=900,
+        gt=0,
+        validation_alias="WORKBENCH_LOGIN_LOCKOUT_S",
+        description="How long a locked login stays locked, seconds.",
+    )
+    login_delay_s: float = Field(
+        default=0.5,
+        ge=0,
+        validation_alias="WORKBENCH_LOGIN_DELAY_S",
+        description="Wait after a failed login, seconds, doubling with each further failure (capped at 8 s).",
+    )
+
     budget_librarian_chunk_tokens: int = Field(default=4_000, validation_alias="BUDGET_LIBRARIAN_CHUNK_TOKENS")
     budget_writer_tokens: int = Field(default=8_000, validation_alias="BUDGET_WRITER_TOKENS")
     budget_verifier_tokens: int = Field(default=4_000, validation_alias="BUDGET_VERIFIER_TOKENS")

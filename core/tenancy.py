@@ -1,4 +1,9 @@
-"""Tenants and users. Until the login issue lands there is one default tenant and user."""
+"""Tenants and the identity every call that touches tenant data is given.
+
+Accounts (passwords, sessions, lockout) live in ``core.accounts``; roles and what they may do
+in ``core.authz``. ``bootstrap`` keeps the default tenant (and its demo researcher) that the
+embedded default and the tests start from.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,15 @@ class Identity:
 
     tenant_id: int
     user_id: int
+    role: str = "researcher"
+    """researcher, ops, prompt_engineer or admin (``core.authz``); the least privilege by default."""
+    name: str = ""
+    """Who, as the audit log and control history name them (display name and e-mail, or ``cli:<user>``)."""
+
+    @property
+    def account_id(self) -> int | None:
+        """The users.id to record, or None for the command line (``user_id`` 0: no account)."""
+        return self.user_id or None
 
 
 def bootstrap(session: Session) -> Identity:

@@ -1,0 +1,9 @@
+"""Commands for the audit log: verify, export, access review (registered by ``core.cli``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    """Add this module's sub-commands to the ``python -m core`` parser."""
