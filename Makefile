@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run   – the workbench on its embedded default (SQLite, in-process jobs, local provider, demo)
+#   make run   – the workbench on its embedded default (SQLite, in-process jobs, local provider, demo);
+#                the first run prints the admin's generated password once
 #   make test  – lint, types and the whole test suite (TEST_DATABASE_URL=postgresql://... for PostgreSQL)
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,6 +26,7 @@ chromium:
 
 run: venv
 	$(PY) -m core migrate
+	$(PY) -m core users first-run
 	$(PY) -m core demo --if-empty
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 

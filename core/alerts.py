@@ -50,8 +50,10 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from core import audit, authz, policy
+from core.authz import Permission
 from core.db import as_utc, insert_ignoring_duplicates
-from core.errors import AlertRuleError
+from core.errors import AlertRuleError, PermissionDeniedError
 from core.job_records import FAILED, SUCCEEDED
 from core.models import (
     AlertEvent,
@@ -65,6 +67,7 @@ from core.models import (
     utcnow,
 )
 from core.settings import get_settings
+from core.tenancy import Identity
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +257,19 @@ def _budget(c: Connection, tenant_id: int, now: datetime, params: Mapping[str, A
     return Reading(spent / budget, f"{usd(spent)} of the {usd(budget)} monthly budget spent since {month:%Y-%m-%d}")
 
 
+def _policy_violations(c: Connection, tenant_id: int, now: datetime, params: Mapping[str, Any]) -> Reading:
+    rate = policy.policy_violation_rate(c, tenant_id=tenant_id, since=now - DAY, until=now)
+    minimum = int(params["min_calls"])
+    if rate.calls < minimum:
+        return Reading(None, f"{rate.calls} agent call(s) in the last 24 h; judged from {minimum}")
+    top = ", ".join(f"{rule} {n}" for rule, n in list(rate.by_rule.items())[:3]) or "none"
+    return Reading(
+        rate.violations / rate.calls,
+        f"{rate.violations} policy violation(s) in {rate.calls} agent calls in the last 24 h ({top}; "
+        f"{rate.blocked} blocked)",
+    )
+
+
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (
@@ -333,6 +349,20 @@ RULES: dict[str, Rule] = {
             show=share,
             measure=_budget,
             params={"monthly_budget_usd": Param(None, "Monthly budget, USD", 0.01)},
+        ),
+        Rule(
+            name="policy_violation_rate",
+            title="Policy violations per agent call",
+            description="Violations the policy gateway recorded (hostile source text, PII, unknown sources, "
+            "harmful output) per agent call of the last 24 h.",
+            window="last 24 h",
+            threshold=0.05,
+            bounds=(0.0, 10.0),
+            fires="above",
+            severity=WARNING,
+            show=share,
+            measure=_policy_violations,
+            params={"min_calls": Param(20, "Minimum agent calls", 1, integer=True)},
         ),
     )
 }
@@ -425,24 +455,40 @@ def update_rule(
     enabled: bool,
     threshold: float,
     params: Mapping[str, float | None] | None = None,
-    actor: str,
+    actor: Identity,
 ) -> RuleSetting:
     """Save this tenant's setting of ``rule``; ``params`` change only the keys given. Raises
-    ``AlertRuleError`` naming the value to fix. The next evaluation uses it."""
+    ``AlertRuleError`` naming the value to fix. The next evaluation uses it. Requires
+    ``MANAGE_ALERTS`` in the actor's own tenant; audited (before and after) in the same transaction."""
+    authz.require(actor, Permission.MANAGE_ALERTS)
+    if actor.tenant_id != tenant_id:
+        raise PermissionDeniedError("Alert rules can only be changed in your own workspace.")
     definition = RULES.get(rule)
     if definition is None:
         raise AlertRuleError(f"There is no alert rule {rule!r}; the rules are: {', '.join(RULES)}.")
     value = _check_threshold(definition, threshold)
     connection = session.connection()
-    merged = dict(_load_settings(connection, tenant_id)[rule].params)
+    before = _load_settings(connection, tenant_id)[rule]
+    merged = dict(before.params)
     for key, given in (params or {}).items():
         merged[key] = _check_param(definition, key, given)
     now = utcnow()
-    values = {"enabled": bool(enabled), "threshold": value, "params": merged, "actor": actor, "updated_at": now}
+    values = {"enabled": bool(enabled), "threshold": value, "params": merged, "actor": actor.name, "updated_at": now}
     # Insert-or-ignore then update: two people saving at once both succeed, the later one wins.
     insert_ignoring_duplicates(connection, _R, {"tenant_id": tenant_id, "rule": rule, **values})
     connection.execute(_R.update().where(_R.c.tenant_id == tenant_id, _R.c.rule == rule).values(**values))
-    log.info("alert rule %s of tenant %s set by %s: %s", rule, tenant_id, actor, values)
+    audit.record(
+        connection,
+        audit.ALERT_RULE_CHANGED,
+        actor=actor,
+        tenant_id=tenant_id,
+        subject=rule,
+        details={
+            "before": {"enabled": before.enabled, "threshold": before.threshold, "params": before.params},
+            "after": {"enabled": bool(enabled), "threshold": value, "params": merged},
+        },
+    )
+    log.info("alert rule %s of tenant %s set by %s: %s", rule, tenant_id, actor.name, values)
     return _load_settings(connection, tenant_id)[rule]
 
 

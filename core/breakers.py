@@ -22,9 +22,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, bindparam, case, or_, select, update
 
+from core import audit
+from core.authz import Permission
 from core.db import as_utc, insert_ignoring_duplicates
 from core.models import CircuitBreaker, ControlEvent, table_of, utcnow
 from core.settings import Settings
+from core.tenancy import Identity
 
 log = logging.getLogger(__name__)
 
@@ -284,25 +287,37 @@ def _record_cost(connection: Connection, trace_id: str, cost_usd: float | None, 
         _move(connection, COST, CLOSED, OPEN, detail, opened_at=utcnow())
 
 
-def reset(engine: Engine, name: str, *, actor: str) -> bool:
-    """Close a breaker by hand (after the cause is fixed); logged with who did it."""
+def reset(engine: Engine, name: str, *, actor: Identity) -> bool:
+    """Close a breaker by hand (after the cause is fixed). Requires ``RESET_BREAKERS``; logged with
+    who did it and audited in the same transaction."""
+    audit.refuse(engine, actor, Permission.RESET_BREAKERS, subject=name)
     with engine.begin() as connection:
         row = connection.execute(select(_B).where(_B.c.name == name)).first()
         if row is None or row.state == CLOSED:
             return False
-        return _move(
+        changed = _move(
             connection,
             name,
             row.state,
             CLOSED,
             "reset by hand",
-            actor=actor,
+            actor=actor.name,
             window_total=0,
             window_failures=0,
             window_started_at=utcnow(),
             probe_trace_id=None,
             opened_at=None,
         )
+        if changed:
+            audit.record(
+                connection,
+                audit.BREAKER_RESET,
+                actor=actor,
+                tenant_id=None,
+                subject=name,
+                details={"from": row.state, "to": CLOSED, "reason": row.reason},
+            )
+        return changed
 
 
 def list_breakers(engine: Engine) -> list[BreakerState]:

@@ -11,7 +11,7 @@ python -m core show PARAGRAPH_ID
 python -m core verify FILE.jsonl [-o OUT.jsonl]
 python -m core prompts lock
 python -m core kill-switch status      kill switch and open breakers
-python -m core kill-switch engage --reason TEXT [--actor NAME]
+python -m core kill-switch engage --reason TEXT [--actor NAME]   (the CLI acts as an admin, named cli:<os user>)
 python -m core kill-switch release [--actor NAME]
 python -m core breakers                every circuit breaker and its state
 python -m core breakers reset NAME [--actor NAME]
@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +41,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from core import breakers, cli_accounts, cli_audit, cli_backup, cli_models, controls, db, prompts
+from core import authz, breakers, cli_accounts, cli_audit, cli_backup, cli_models, controls, db, prompts
 from core.errors import WorkbenchError
 from core.settings import get_settings
 from core.tenancy import Identity, bootstrap
@@ -287,11 +287,11 @@ def _migrated_engine() -> Engine:
     return db.get_engine()
 
 
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in the environment and no passwd entry
-        return "cli"
+def _cli_actor(name: str | None = None) -> Identity:
+    """Who acts from the command line: ``authz.cli_identity`` in the default tenant. ``--actor``
+    names the person at the keyboard; the operating-system user stays beside it in every log."""
+    acting = authz.cli_identity(_identity().tenant_id)
+    return replace(acting, name=f"{name.strip()} ({acting.name})") if name and name.strip() else acting
 
 
 def _when(moment: datetime | None) -> str:
@@ -318,9 +318,9 @@ def cmd_kill_switch_engage(args: argparse.Namespace) -> int:
         )
         return 2
     engine = _migrated_engine()
-    actor = args.actor or _os_user()
+    actor = _cli_actor(args.actor)
     if controls.set_kill_switch(engine, engaged=True, reason=args.reason, actor=actor):
-        print(f"kill switch engaged by {actor}: {args.reason.strip()}")
+        print(f"kill switch engaged by {actor.name}: {args.reason.strip()}")
     else:
         switch = controls.status(engine).kill_switch
         print(f"kill switch already engaged by {switch.actor} since {_when(switch.changed_at)}: {switch.reason}")
@@ -328,9 +328,10 @@ def cmd_kill_switch_engage(args: argparse.Namespace) -> int:
 
 
 def cmd_kill_switch_release(args: argparse.Namespace) -> int:
-    actor = args.actor or _os_user()
-    if controls.set_kill_switch(_migrated_engine(), engaged=False, reason="", actor=actor):
-        print(f"kill switch released by {actor}")
+    engine = _migrated_engine()
+    actor = _cli_actor(args.actor)
+    if controls.set_kill_switch(engine, engaged=False, reason="", actor=actor):
+        print(f"kill switch released by {actor.name}")
     else:
         print("kill switch was not engaged; nothing changed")
     return 0
@@ -358,9 +359,9 @@ def cmd_breakers_reset(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    actor = args.actor or _os_user()
+    actor = _cli_actor(args.actor)
     if breakers.reset(engine, args.name, actor=actor):
-        print(f"breaker {args.name} reset to closed by {actor}")
+        print(f"breaker {args.name} reset to closed by {actor.name}")
     else:
         print(f"breaker {args.name} is already closed; nothing to reset")
     return 0
@@ -397,8 +398,9 @@ def cmd_keys_status(_args: argparse.Namespace) -> int:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from core import keys
 
+    engine = _migrated_engine()
     result = keys.rotate(
-        _migrated_engine(), get_settings(), batch=args.batch, max_batches=args.max_batches, progress=print
+        engine, get_settings(), actor=_cli_actor(), batch=args.batch, max_batches=args.max_batches, progress=print
     )
     done = sum(result.rotated.values())
     if result.complete:

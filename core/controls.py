@@ -14,11 +14,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
-from core import breakers
+from core import audit, breakers
+from core.authz import Permission
 from core.db import as_utc, insert_ignoring_duplicates
 from core.errors import GenerationPausedError, WorkbenchError
 from core.models import CircuitBreaker, ControlEvent, KillSwitch, table_of, utcnow
 from core.settings import Settings
+from core.tenancy import Identity
 
 log = logging.getLogger(__name__)
 _K = table_of(KillSwitch)
@@ -80,10 +82,13 @@ def _all_clear(connection: Connection, names: list[str]) -> bool:
     return not engaged and not not_closed
 
 
-def set_kill_switch(engine: Engine, *, engaged: bool, reason: str, actor: str) -> bool:
-    """Engage or release; True when the state changed. Logged as a control event."""
+def set_kill_switch(engine: Engine, *, engaged: bool, reason: str, actor: Identity) -> bool:
+    """Engage or release; True when the state changed. Requires ``KILL_SWITCH``; a change is logged
+    as a control event and audited (workbench-wide) in the same transaction."""
+    audit.refuse(engine, actor, Permission.KILL_SWITCH, subject="engage" if engaged else "release")
     if engaged and not reason.strip():
         raise WorkbenchError("Say why the kill switch is engaged: a reason is required, and it is shown to everyone.")
+    name = actor.name
     with engine.begin() as connection:
         insert_ignoring_duplicates(
             connection, _K, {"id": 1, "engaged": False, "reason": "", "actor": "", "changed_at": utcnow()}
@@ -91,7 +96,7 @@ def set_kill_switch(engine: Engine, *, engaged: bool, reason: str, actor: str) -
         changed = connection.execute(
             update(_K)
             .where(_K.c.id == 1, _K.c.engaged.is_(not engaged))
-            .values(engaged=engaged, reason=reason.strip(), actor=actor, changed_at=utcnow())
+            .values(engaged=engaged, reason=reason.strip(), actor=name, changed_at=utcnow())
         ).rowcount
         if changed:
             connection.execute(
@@ -102,12 +107,20 @@ def set_kill_switch(engine: Engine, *, engaged: bool, reason: str, actor: str) -
                     from_state="released" if engaged else "engaged",
                     to_state="engaged" if engaged else "released",
                     reason=reason.strip(),
-                    actor=actor,
+                    actor=name,
                     at=utcnow(),
                 )
             )
+            audit.record(
+                connection,
+                audit.KILL_SWITCH,
+                actor=actor,
+                tenant_id=None,
+                subject="engaged" if engaged else "released",
+                details={"engaged": engaged, "reason": reason.strip()},
+            )
             log.warning(
-                "kill switch %s by %s%s", "engaged" if engaged else "released", actor, f": {reason}" if reason else ""
+                "kill switch %s by %s%s", "engaged" if engaged else "released", name, f": {reason}" if reason else ""
             )
     return bool(changed)
 

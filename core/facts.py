@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import gateway, tracing
+from core import gateway, policy, tracing
 from core.agents.contracts import LibrarianInput, LibrarianOutput
 from core.chunking import page_at
 from core.complexity import chunk_complexity
@@ -82,12 +82,23 @@ def keep_facts(
     """Store each answer's facts whose quote is verbatim in its chunk; log and store the rest as rejections."""
     added = rejected = 0
     for chunk, answer in zip(chunks, answers, strict=True):
+        # The input policy's instruction spans: a fact quoting one is data, never a fact (core.policy).
+        flagged = policy.instruction_spans(chunk.text) if answer.facts else []
         for fact in answer.facts:
-            located = locate_quote(chunk.text, fact.quote)
-            if located is None:
+            # The Librarian read the chunk as the gateway sent it (hidden characters stripped).
+            located = locate_quote(chunk.text, fact.quote) or policy.locate_in_source(
+                chunk.text, fact.quote, locate_quote
+            )
+            reason = (
+                "quote is not a verbatim span of the chunk"
+                if located is None
+                else policy.fact_rejection_reason(flagged, located[0], located[0] + len(located[1]), fact.text)
+            )
+            if reason is not None:
                 rejected += 1
                 log.warning(
-                    "fact rejected: quote is not a verbatim span of its chunk",
+                    "fact rejected: %s",
+                    reason.split(";")[0],
                     extra={"trace_id": trace_id, "chunk_id": chunk.id},
                 )
                 session.add(
@@ -96,11 +107,12 @@ def keep_facts(
                         chunk_id=chunk.id,
                         text=fact.text,
                         quote=fact.quote,
-                        reason="quote is not a verbatim span of the chunk",
+                        reason=reason[:200],
                         trace_id=trace_id,
                     )
                 )
                 continue
+            assert located is not None
             start, quote = located
             session.add(
                 Fact(

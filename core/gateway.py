@@ -1,11 +1,15 @@
 """The one door every agent call goes through (DESIGN.md, "the loop").
 
-In order: kill switch and circuit breakers; routing (which model, and why); prompt rendering
+In order: kill switch and circuit breakers; routing (which model, and why; a retired or
+unregistered model is refused, ``core.model_registry``); prompt rendering
 from the pinned version; input normalisation and ``input_hash``; the cache (scoped by tenant);
 the token budget (tiktoken count before the call, reserved before anything is sent); the
 provider call under the retry policy of each failure class; JSON contract validation; the usage
-event with its cost; breaker bookkeeping. Input and output policy filters and encrypted
-trajectory events join this order in their own issues.
+event with its cost; breaker bookkeeping. The input policy (``core.policy``: injections flagged
+and neutralised, PII redacted when the tenant asks) runs before rendering, so what is rendered,
+hashed, cached and sent is the screened input; the output policy runs after the contract, and a
+severe finding blocks the answer (``PolicyBlockedError``). Encrypted trajectory events join this
+order in their own issue.
 
 The ledger (usage events, tool calls, cache, budgets, breakers) is written on connections of
 its own, committed as it goes, so a run that fails and rolls back still leaves the record of
@@ -28,10 +32,29 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
-from core import breakers, controls, crypto, llm_cache, pricing, prompts, retry, routing, tracing
+from core import (
+    breakers,
+    controls,
+    crypto,
+    llm_cache,
+    model_registry,
+    policy,
+    pricing,
+    prompts,
+    retry,
+    routing,
+    tracing,
+)
 from core.budgets import TokenBudget
 from core.complexity import Complexity
-from core.errors import BudgetExceededError, ContractError, GenerationPausedError, ProviderError, WorkbenchError
+from core.errors import (
+    BudgetExceededError,
+    ContractError,
+    GenerationPausedError,
+    ModelRetiredError,
+    ProviderError,
+    WorkbenchError,
+)
 from core.models import LlmToolCall, LlmUsageEvent, table_of, utcnow
 from core.providers import ProviderRequest, ProviderResult, ToolCall, get_provider
 from core.providers.base import ToolSpec
@@ -70,6 +93,10 @@ class CallContext:
     """How hard the run's work looks (``core.complexity``); the router picks the tier's model by it."""
     routing_config: routing.StoredConfig | None = None
     """The tenant's routing configuration, read at the run's first call, so a whole run routes under one version."""
+    models: model_registry.Snapshot | None = None
+    """The model registry, read at the run's first call with the routing configuration (``core.model_registry``)."""
+    redact_pii: bool | None = None
+    """Whether the tenant redacts PII before text is sent (``core.policy``), read at the run's first call."""
     span_id: str | None = None
     """The trajectory span (a pipeline stage) this run's calls are children of (``core.tracing``)."""
 
@@ -184,6 +211,7 @@ class _Call:
                 output_tokens=self.output_tokens,
                 cached_tokens=self.cached_tokens,
                 settings=settings,
+                registered=self.ctx.models.price(self.model) if self.ctx.models is not None else None,
             )
         else:
             cost = pricing.Cost(0.0, "free" if self.model.startswith(pricing.FREE_PREFIXES) else "priced")
@@ -254,10 +282,23 @@ def run_agent(
     settings = get_settings()
     provider = get_provider(settings.provider)
     prompt = prompts.load(agent, ctx.prompt_pins.get(agent, prompts.DEFAULT_VERSION), settings.prompts_dir)
-    if ctx.routing_config is None:
+    if ctx.routing_config is None or ctx.models is None or ctx.redact_pii is None:
         with ctx.ledger() as connection:
-            ctx.routing_config = routing.current_config(connection, tenant_id=ctx.tenant_id, settings=settings)
-    route = routing.choose(provider, prompt, settings, config=ctx.routing_config, complexity=ctx.complexity)
+            if ctx.redact_pii is None:
+                ctx.redact_pii = policy.tenant_redacts(connection, tenant_id=ctx.tenant_id)
+            if ctx.routing_config is None:
+                ctx.routing_config = routing.current_config(connection, tenant_id=ctx.tenant_id, settings=settings)
+            ctx.models = ctx.models or model_registry.snapshot(connection)
+    try:
+        route = routing.choose(
+            provider, prompt, settings, config=ctx.routing_config, complexity=ctx.complexity, models=ctx.models
+        )
+        retired = ctx.models.refusal(route.model)
+    except ModelRetiredError as error:  # no model left: recorded under the route the registry refused
+        route = routing.choose(provider, prompt, settings, config=ctx.routing_config, complexity=ctx.complexity)
+        retired = error
+    screen = policy.screen_input(agent, payload, render, redact=bool(ctx.redact_pii), provider=provider.name)
+    payload, render = screen.payload, screen.render
     rendered = prompt.render(**render)
     digest = input_hash(agent, prompt.version, route.model, payload, render)
     ctx.prompt_versions[agent] = prompt.version
@@ -265,6 +306,11 @@ def run_agent(
         ctx, agent, provider.name, route.model, prompt.version, digest, route, rendered=rendered, payload=payload
     )
     key = llm_cache.CacheKey(ctx.tenant_id, agent, prompt.version, route.model, digest)
+    if retired is not None:  # nothing is sent to a retired or unregistered model
+        call.error = retired
+        call.record(error_class="ModelRetired")
+        raise retired
+    ctx.models.warn_deprecated(route.model, trace_id=ctx.trace_id)
 
     estimate = 0
     refusal: BudgetExceededError | None = None
@@ -274,10 +320,11 @@ def run_agent(
             controls.admit(
                 connection, provider=provider.name, trace_id=ctx.trace_id, drafting=ctx.drafting, settings=settings
             )
+            screen.record(connection, ctx)
             cached = llm_cache.lookup(connection, key, crypto.key_ring(settings))
             call.cache_checked = True
             if cached is not None:
-                output = output_type.model_validate(cached.output)
+                output = screen.restore(output_type.model_validate(cached.output))
                 call.output, call.tool_calls = output, cached.tool_calls
                 event_id = call.event(connection, error_class=None, cache_hit=True)
                 llm_cache.count_hit(connection, cached.id)
@@ -305,21 +352,24 @@ def run_agent(
         output_type=output_type,
         temperature=prompt.temperature,
         max_tokens=prompt.max_tokens,
-        tools=_timed(call, tools) if tools else {},
+        tools=_timed(call, screen.wrap_tools(tools)) if tools else {},
         timeout_s=settings.provider_timeout_s,
     )
     try:
         result, output = _attempts(call, provider.complete, request, output_type, settings)
+        delivered = screen.check_output(output)  # placeholders restored; PolicyBlockedError if severe
     except WorkbenchError as error:
         call.error = error
         with ctx.ledger() as connection:
             call.event(connection, error_class=_error_class(error))
+            screen.record(connection, ctx)
             if ctx.budget is not None:
                 ctx.budget.settle(connection, reserved=estimate, actual=call.input_tokens + call.output_tokens)
         raise
-    call.output, call.tool_calls = output, result.tool_calls
+    call.output, call.tool_calls = delivered, result.tool_calls
     with ctx.ledger() as connection:
         event_id = call.event(connection, error_class=None)
+        screen.record(connection, ctx)
         _record_tool_calls(connection, ctx, event_id, result.tool_calls)
         llm_cache.store(
             connection,
@@ -342,7 +392,7 @@ def run_agent(
             settings=settings,
         )
     ctx.tool_calls.extend(result.tool_calls)
-    return output
+    return delivered
 
 
 def _reserve(

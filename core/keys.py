@@ -20,10 +20,12 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, Table, bindparam, func, select, update
 
-from core import crypto, llm_cache
+from core import audit, crypto, llm_cache
+from core.authz import Permission
 from core.crypto import KeyRing, KeyRotationError
 from core.models import LlmCacheEntry, LlmToolCall, TrajectoryEvent, table_of
 from core.settings import Settings
+from core.tenancy import Identity
 
 DEFAULT_BATCH = 500
 """Rows re-sealed per transaction by ``keys rotate``."""
@@ -145,6 +147,7 @@ def rotate(
     engine: Engine,
     settings: Settings,
     *,
+    actor: Identity,
     batch: int = DEFAULT_BATCH,
     max_batches: int | None = None,
     progress: Callable[[str], None] = lambda _line: None,
@@ -152,8 +155,11 @@ def rotate(
     """Re-seal every row not under the active key with the active key, ``batch`` rows per transaction.
 
     Stops before touching anything when some rows are under a key the ring lacks; stops after
-    ``max_batches`` batches when given (a later run continues).
+    ``max_batches`` batches when given (a later run continues). Requires ``MANAGE_KEYS``. Audited
+    twice: "started" in the transaction of the first re-sealed batch (so no row changes key
+    without an entry committed with it), "finished" with the counts once the run ends.
     """
+    audit.refuse(engine, actor, Permission.MANAGE_KEYS, subject="rotate")
     if batch < 1:
         raise KeyRotationError(f"--batch must be at least 1 (got {batch}).")
     ring = crypto.key_ring(settings)
@@ -166,7 +172,7 @@ def rotate(
             f"the active key '{active}' and run `python -m core keys rotate` again; nothing was changed."
         )
     rotated = {sealed.name: 0 for sealed in SEALED_TABLES}
-    batches = 0
+    batches, started = 0, 0
     for sealed in SEALED_TABLES:
         t = sealed.table
         pending = select(func.count()).select_from(t).where(t.c.key_id != active, t.c.content.is_not(None))
@@ -206,8 +212,27 @@ def rotate(
                         {"row_id": row.id, "old_key": row.key_id, "new_content": fresh.blob, "new_key": fresh.key_id}
                     )
                 connection.execute(reseal, changes)
+                if not started:
+                    started = audit.record(
+                        connection,
+                        audit.KEY_ROTATION,
+                        actor=actor,
+                        tenant_id=None,
+                        subject="started",
+                        details={"active_key": active, "batch": batch, "max_batches": max_batches},
+                    )
             batches += 1
             rotated[sealed.name] += len(changes)
             progress(f"{sealed.name}: {rotated[sealed.name]} of {total} re-encrypted to key '{active}'")
     remaining = sum(n for by_key in sealed_counts(engine).values() for kid, n in by_key.items() if kid != active)
+    if started:
+        with engine.begin() as connection:
+            audit.record(
+                connection,
+                audit.KEY_ROTATION,
+                actor=actor,
+                tenant_id=None,
+                subject="finished" if not remaining else "stopped",
+                details={"active_key": active, "rotated": rotated, "remaining": remaining, "started_entry": started},
+            )
     return Rotation(rotated, remaining)

@@ -56,7 +56,7 @@ class User(Base):
     """An account. The e-mail address is the login name, unique across tenants (stored lower-case)."""
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("tenant_id", "email"), UniqueConstraint("email", name="uq_users_email"))
+    __table_args__ = (UniqueConstraint("tenant_id", "email"), Index("uq_users_email", "email", unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)

@@ -73,11 +73,26 @@ def price_for(model: str, settings: Settings) -> Price | None:
     return PRICES[max(candidates, key=len)] if candidates else None
 
 
-def cost_of(model: str, *, input_tokens: int, output_tokens: int, cached_tokens: int, settings: Settings) -> Cost:
-    """Cost of one call; ``input_tokens`` includes the ``cached_tokens`` billed at the cached rate."""
+def cost_of(
+    model: str,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int,
+    settings: Settings,
+    registered: Price | None = None,
+) -> Cost:
+    """Cost of one call; ``input_tokens`` includes the ``cached_tokens`` billed at the cached rate.
+
+    ``registered`` is the model registry's price (``core.model_registry``): it wins over the built-in
+    table, so an admin corrects a price without a release; ``WORKBENCH_PRICING`` still wins over both.
+    """
     if model.startswith(FREE_PREFIXES):
         return Cost(0.0, "free")
-    price = price_for(model, settings)
+    if registered is not None and model not in settings.pricing_overrides:
+        price: Price | None = registered
+    else:
+        price = price_for(model, settings)
     if price is None:
         if model not in _warned:
             _warned.add(model)

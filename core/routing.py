@@ -31,7 +31,8 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import pricing
+from core import audit, authz, model_registry, pricing
+from core.authz import Permission
 from core.complexity import (
     DEFAULT_COMPLEX_FROM,
     DEFAULT_SIMPLE_BELOW,
@@ -42,13 +43,14 @@ from core.complexity import (
     paragraph_complexity,
     tier_of,
 )
-from core.errors import RoutingConfigError
+from core.errors import ModelRetiredError, PermissionDeniedError, RoutingConfigError
 from core.models import Fact, LlmUsageEvent, table_of, utcnow
 from core.models import RoutingConfig as RoutingConfigRow
 from core.prompts import AGENTS, DEFAULT_VERSION, Prompt
 from core.prompts import load as load_prompt
 from core.providers import Provider
 from core.settings import Settings
+from core.tenancy import Identity
 
 __all__ = [
     "AGENTS",
@@ -277,12 +279,18 @@ def config_history(db: Connection | Session, *, tenant_id: int, limit: int = 50)
 
 
 def save_config(
-    session: Session, *, tenant_id: int, config: RoutingConfig, actor: str, note: str, settings: Settings
+    session: Session, *, tenant_id: int, config: RoutingConfig, actor: Identity, note: str, settings: Settings
 ) -> StoredConfig:
-    """Store ``config`` as the tenant's next version; earlier versions stay as they were."""
+    """Store ``config`` as the tenant's next version; earlier versions stay as they were. Requires
+    ``CHANGE_ROUTING`` in the actor's own tenant; audited (with the changes) in the same transaction."""
+    authz.require(actor, Permission.CHANGE_ROUTING)
+    if actor.tenant_id != tenant_id:
+        raise PermissionDeniedError("Routing can only be changed in your own workspace.")
     latest = session.scalar(select(func.max(_T.c.version)).where(_T.c.tenant_id == tenant_id)) or 0
-    if latest and current_config(session, tenant_id=tenant_id, settings=settings).config == config:
+    before = current_config(session, tenant_id=tenant_id, settings=settings).config
+    if latest and before == config:
         raise RoutingConfigError("Nothing changed since the current version; change a threshold or a model first.")
+    _refuse_unusable_models(session, before, config)
     created = utcnow()
     try:
         session.execute(
@@ -291,7 +299,7 @@ def save_config(
                 version=latest + 1,
                 config=config.model_dump(mode="json"),
                 note=note.strip(),
-                actor=actor,
+                actor=actor.name,
                 created_at=created,
             )
         )
@@ -299,7 +307,15 @@ def save_config(
         raise RoutingConfigError(
             f"Someone saved routing version {latest + 1} at the same moment; reload the page and save again."
         ) from error
-    return StoredConfig(latest + 1, config, note.strip(), actor, created)
+    audit.record(
+        session.connection(),
+        audit.ROUTING_CHANGED,
+        actor=actor,
+        tenant_id=tenant_id,
+        subject=f"routing version {latest + 1}",
+        details={"version": latest + 1, "note": note.strip(), "changes": changes(before, config)},
+    )
+    return StoredConfig(latest + 1, config, note.strip(), actor.name, created)
 
 
 def changes(before: RoutingConfig, after: RoutingConfig) -> list[str]:
@@ -329,12 +345,39 @@ def _show(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def unpriced_models(config: RoutingConfig, settings: Settings) -> list[str]:
-    """Models the price table does not know: calls to them are recorded without a cost."""
+def named_models(config: RoutingConfig) -> set[str]:
+    """Every model id the configuration names, on any provider, tier or override."""
     named = {m for agents in config.models.values() for tiers in agents.values() for m in tiers.values()}
-    named |= {m for agents in config.overrides.values() for m in agents.values()}
+    return named | {m for agents in config.overrides.values() for m in agents.values()}
+
+
+def _refuse_unusable_models(session: Session, before: RoutingConfig, after: RoutingConfig) -> None:
+    """A configuration may not add a model that is unregistered or retired (``core.model_registry``).
+
+    Only models it adds are checked: one retired after an earlier version named it stays harmless
+    (``choose`` skips it, the Routing page says so) and must not block saving other changes.
+    """
+    registry = model_registry.snapshot(session)
+    for model in sorted(named_models(after) - named_models(before)):
+        if not registry.usable(model):
+            status = registry.status(model)
+            raise RoutingConfigError(
+                f"The routing configuration names {model}, which is {status} in the model registry; pick a "
+                "registered active model (see the Models page) or ask an admin to "
+                f"{'register' if status == model_registry.UNREGISTERED else 'reactivate'} it, then save again."
+            )
+
+
+def unpriced_models(
+    config: RoutingConfig, settings: Settings, *, models: model_registry.Snapshot | None = None
+) -> list[str]:
+    """Models neither the registry (``models``) nor the price table prices: their calls are recorded without a cost."""
     return sorted(
-        m for m in named if not m.startswith(pricing.FREE_PREFIXES) and pricing.price_for(m, settings) is None
+        m
+        for m in named_models(config)
+        if not m.startswith(pricing.FREE_PREFIXES)
+        and pricing.price_for(m, settings) is None
+        and (models is None or models.price(m) is None)
     )
 
 
@@ -348,10 +391,17 @@ def choose(
     *,
     config: StoredConfig | None = None,
     complexity: Complexity | None = None,
+    models: model_registry.Snapshot | None = None,
 ) -> Route:
-    """The model for one call of ``prompt.agent``; without a ``config``, the built-in one applies."""
+    """The model for one call of ``prompt.agent``; without a ``config``, the built-in one applies.
+
+    With the registry (``models``), a configured override or tier model that is retired or not
+    registered is skipped for the next option, and the reason says so; ``ModelRetiredError`` when
+    even the provider's default may not be called. A ``WORKBENCH_MODELS`` model is not skipped: the
+    operator named it, so the gateway refuses it with the reason instead of quietly routing elsewhere.
+    """
     return _decide(
-        provider, prompt.agent, str(prompt.meta.get("model_profile", "default")), settings, config, complexity
+        provider, prompt.agent, str(prompt.meta.get("model_profile", "default")), settings, config, complexity, models
     )
 
 
@@ -362,34 +412,51 @@ def _decide(
     settings: Settings,
     stored: StoredConfig | None,
     complexity: Complexity | None,
+    models: model_registry.Snapshot | None = None,
 ) -> Route:
     stored = stored or StoredConfig(0, builtin_config(settings))
     config, name = stored.config, provider.name
     score = complexity.score if complexity is not None else None
     breakdown = complexity.breakdown if complexity is not None else {}
     scored = f"; score {score:g}" if score is not None else "; no complexity score"
+    skipped: list[str] = []
 
-    def route(model: str, tier: str, reason: str) -> Route:
-        return Route(model, tier, reason[:REASON_MAX], score, breakdown, stored.version)
+    def usable(model: str) -> bool:
+        if models is None or models.usable(model):
+            return True
+        if (note := f"{model} ({models.status(model)})") not in skipped:
+            skipped.append(note)
+        return False
+
+    def route(model: str, tier: str, reason: str, *, named_by_env: bool = False) -> Route:
+        if not named_by_env and models is not None and (refused := models.refusal(model)) is not None:
+            others = [s for s in skipped if not s.startswith(f"{model} (")]
+            also = f" Routing also skipped {', '.join(others)} for the {agent} on {name}." if others else ""
+            raise ModelRetiredError(f"{refused}{also}")
+        note = f"skipped {', '.join(skipped)}; " if skipped else ""
+        return Route(model, tier, (note + reason)[:REASON_MAX], score, breakdown, stored.version)
 
     env = settings.model_overrides
     if agent in env:
-        return route(env[agent], "override", f"WORKBENCH_MODELS[{agent}]{scored}")
+        return route(env[agent], "override", f"WORKBENCH_MODELS[{agent}]{scored}", named_by_env=True)
     if profile in env:
-        return route(env[profile], "override", f"WORKBENCH_MODELS[{profile}] (profile of {agent}){scored}")
+        reason = f"WORKBENCH_MODELS[{profile}] (profile of {agent}){scored}"
+        return route(env[profile], "override", reason, named_by_env=True)
     default = provider.default_model(agent, profile)
     if not config.enabled:
         return route(default, "default", f"{stored.label} is off: {name} default for profile {profile}{scored}")
     forced = config.override(name, agent)
-    if forced:
+    if forced and usable(forced):
         return route(forced, "override", f"{stored.label} override for {agent} on {name}{scored}")
     if complexity is None or score is None:
         return route(default, "default", f"{name} default for profile {profile} (no complexity score)")
     tier = config.tier(score)
     judged = f"score {score:g} → {tier} ({_bounds(config, tier)})"
     model = config.tier_model(name, agent, tier)
-    if model:
+    if model and usable(model):
         return route(model, tier, f"{judged}: {stored.label}, {agent} {tier} model on {name}")
+    if model:
+        return route(default, tier, f"{judged}: {stored.label}'s {tier} model may not be used, so the {name} default")
     return route(default, tier, f"{judged}: {stored.label} names no {tier} model for {agent} on {name}, so its default")
 
 
@@ -449,14 +516,25 @@ class DryRun:
 
 
 def dry_run(
-    brief: str, facts: Sequence[SourceFact], config: StoredConfig, provider: Provider, settings: Settings
+    brief: str,
+    facts: Sequence[SourceFact],
+    config: StoredConfig,
+    provider: Provider,
+    settings: Settings,
+    *,
+    models: model_registry.Snapshot | None = None,
 ) -> DryRun:
-    """What each agent would get for this brief and facts, without calling anything."""
+    """What each agent would get for this brief and facts, without calling anything (tier ``refused``
+    when the registry leaves the agent no model)."""
     paragraph, chunk = paragraph_complexity(brief, facts), chunk_complexity(brief)
-    routes = {
-        agent: _decide(provider, agent, profile, settings, config, chunk if agent == "librarian" else paragraph)
-        for agent, profile in _profiles(settings).items()
-    }
+    routes = {}
+    for agent, profile in _profiles(settings).items():
+        judged = chunk if agent == "librarian" else paragraph
+        try:
+            routes[agent] = _decide(provider, agent, profile, settings, config, judged, models)
+        except ModelRetiredError as error:
+            reason = str(error)[:REASON_MAX]
+            routes[agent] = Route("", "refused", reason, judged.score, judged.breakdown, config.version)
     return DryRun(paragraph, chunk, routes)
 
 

@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
-from core import crypto
+from core import audit, authz, crypto
+from core.authz import Permission
 from core.errors import NotFoundError
 from core.models import ParagraphVersion, Trajectory, TrajectoryEvent, utcnow
+from core.tenancy import Identity
 
 DEFAULT_PAGE_SIZE = 25
 """Trajectories per page of the list."""
@@ -109,6 +111,8 @@ class Trace:
     trajectory: Trajectory
     spans: list[Span]
     version: ProducedVersion | None
+    content_hidden: bool = False
+    """The viewer's role may not read trace content: spans carry no content and ``version`` is None."""
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -179,8 +183,16 @@ def filter_options(session: Session, *, tenant_id: int, now: datetime | None = N
     return FilterOptions(distinct(e.agent), distinct(e.model), distinct(e.prompt_version))
 
 
-def get_trace(session: Session, *, tenant_id: int, trace_id: str, ring: crypto.KeyRing) -> Trace:
-    """A trajectory of this tenant with its spans in start order, content opened, and its paragraph."""
+def get_trace(session: Session, *, viewer: Identity, trace_id: str, ring: crypto.KeyRing) -> Trace:
+    """A trajectory of the viewer's tenant with its spans in start order, content opened, and its paragraph.
+
+    Requires ``VIEW_TRACES``. Content (span content, the paragraph produced) only with
+    ``VIEW_TRACE_CONTENT``; otherwise ``content_hidden`` says so. A view that opened content is
+    audited as ``TRACE_VIEWED`` in the caller's transaction (the trace id, never the content).
+    """
+    authz.require(viewer, Permission.VIEW_TRACES)
+    tenant_id = viewer.tenant_id
+    readable = authz.allowed(viewer, Permission.VIEW_TRACE_CONTENT)
     trajectory = session.scalar(
         select(Trajectory).where(Trajectory.tenant_id == tenant_id, Trajectory.trace_id == trace_id)
     )
@@ -202,9 +214,21 @@ def get_trace(session: Session, *, tenant_id: int, trace_id: str, ring: crypto.K
     depths = _depths(events)
     spans = []
     for event in events:
-        content, error = _open(event, ring)
+        content, error = _open(event, ring) if readable else (None, None)
         offset = (as_utc(event.started_at) - start).total_seconds() * 1000
         spans.append(Span(event, offset, depths[event.span_id], content, error))
+    if not readable:
+        return Trace(trajectory, spans, None, content_hidden=True)
+    opened = sum(1 for span in spans if span.has_content and span.content_error is None)
+    if opened:
+        audit.record(
+            session.connection(),
+            audit.TRACE_VIEWED,
+            actor=viewer,
+            tenant_id=tenant_id,
+            subject=trace_id,
+            details={"kind": trajectory.kind, "spans_opened": opened},
+        )
     return Trace(trajectory, spans, _produced(session, tenant_id=tenant_id, trajectory=trajectory))
 
 

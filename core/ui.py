@@ -21,19 +21,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import breakers, controls, jobs
+from core import accounts, authz, breakers, controls, jobs
 from core import manuscripts as ms
+from core.authz import Permission
 from core.db import get_engine, migrate, session_scope
 from core.documents import get_chunk
-from core.errors import WorkbenchError
+from core.errors import AccountLockedError, SessionExpiredError, WorkbenchError
 from core.executors import QueueUnavailableError, get_executor
 from core.facts import get_facts_by_ref
 from core.models import Fact, Paragraph, ParagraphVersion, SentenceCheck, utcnow
+from core.pages_spec import PAGES, pages_for
 from core.pipeline import new_trace_id
-from core.settings import get_settings
+from core.settings import PROJECT_ROOT, get_settings
 from core.storage import delete_blob, store_blob
-from core.tenancy import Identity, bootstrap
-from core.ui_queries import KIND_LABELS, Action, actions, live_actions, queue_place, user_label
+from core.tenancy import Identity
+from core.ui_queries import KIND_LABELS, Action, actions, live_actions, queue_place
 
 # Frame: engine, sessions, identity, status ----------------------------------------------------
 
@@ -57,22 +59,116 @@ def session() -> Iterator[Session]:
         yield s
 
 
-def bootstrap_identity() -> Identity:
-    """Called by app.py on every run; keeps the ids (never ORM objects) in session state."""
-    with session() as s:
-        ident = bootstrap(s)
-    st.session_state["app_tenant_id"] = ident.tenant_id
-    st.session_state["app_user_id"] = ident.user_id
+AUTH_TOKEN = "auth_token"  # noqa: S105 (a session-state key, not a secret)
+"""Session-state key of the sign-in token: the only thing of a sign-in the browser session keeps."""
+AUTH_IDENTITY = "auth_identity"
+"""Session-state key of the identity ``signed_in`` resumed for this run (ids, role, name)."""
+AUTH_NOTE = "auth_note"
+"""Session-state key of why the last sign-in ended, shown once on the sign-in page."""
+
+
+def signed_in() -> Identity | None:
+    """Called by app.py on every run: the identity of this browser session's live sign-in, read
+    fresh (a role change or deactivation applies at once), or None with the reason noted."""
+    token = st.session_state.get(AUTH_TOKEN)
+    st.session_state.pop(AUTH_IDENTITY, None)
+    if not token:
+        return None
+    try:
+        ident = accounts.resume(engine(), token)
+    except SessionExpiredError as error:
+        st.session_state.pop(AUTH_TOKEN, None)
+        st.session_state[AUTH_NOTE] = str(error)
+        return None
+    st.session_state[AUTH_IDENTITY] = ident
     return ident
 
 
+def sign_in_page() -> None:
+    """The only page there is without a sign-in: e-mail and password."""
+    st.title("Sign in")
+    note = st.session_state.pop(AUTH_NOTE, None)
+    if note:
+        st.info(md_escape(note), icon=":material/logout:")
+    with st.form("auth_sign_in"):
+        email = st.text_input("E-mail", autocomplete="username", key="auth_email")
+        password = st.text_input("Password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    st.caption(
+        "The first run prints the admin's password in the terminal (`python -m core users first-run`); "
+        "admins add further accounts on the Users and tenants page."
+    )
+    if not submitted:
+        return
+    try:
+        ident = accounts.login(engine(), email=email, password=password)
+    except AccountLockedError as error:
+        st.error(md_escape(error), icon=":material/lock_clock:")
+        return
+    except WorkbenchError as error:
+        st.error(md_escape(error), icon=":material/error:")
+        return
+    st.session_state[AUTH_TOKEN] = accounts.start_session(engine(), ident)
+    st.rerun()
+
+
+def render_identity(ident: Identity) -> None:
+    """The sidebar line naming who is signed in, with the Sign out button."""
+    with session() as s:
+        workspace = accounts.tenant_name(s, tenant_id=ident.tenant_id)
+    with st.sidebar.container(border=True):
+        role = ident.role.replace("_", " ")
+        st.caption(f"Signed in as **{md_escape(ident.name)}** · {md_escape(role)} · {md_escape(workspace)}")
+        if st.button("Sign out", icon=":material/logout:", key="auth_sign_out"):
+            token = st.session_state.pop(AUTH_TOKEN, None)
+            st.session_state.pop(AUTH_IDENTITY, None)
+            if token:
+                accounts.end_session(engine(), token)
+            st.session_state[AUTH_NOTE] = "You are signed out."
+            st.rerun()
+
+
+def navigation(ident: Identity | None) -> Any:
+    """``st.navigation`` over the pages the signed-in role may open (``core.pages_spec``), or
+    over the sign-in page alone; returns the page to run."""
+    if ident is None:
+        # The sign-in page answers at the root and at every page's address too (hidden): a deep link
+        # gets the form instead of "page not found", and after signing in the same address opens
+        # that page, when the role may open it.
+        here = st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="sign-in", default=True)
+        aliases = [
+            st.Page(sign_in_page, title="Sign in", url_path=Path(spec.path).stem, visibility="hidden")
+            for spec in PAGES
+        ]
+        return st.navigation([here, *aliases], position="hidden")
+    groups: dict[str, list[Any]] = {}
+    for spec in pages_for(ident.role):
+        groups.setdefault(spec.group, []).append(st.Page(spec.path, title=spec.title, icon=spec.icon))
+    return st.navigation(groups)
+
+
+def may_open(ident: Identity, page: Any) -> bool:
+    """Whether the page ``navigation`` picked is one of the role's (it always should be: a check
+    behind the navigation, so that no page ever runs for a role that may not open it)."""
+    allowed_paths = {(PROJECT_ROOT / spec.path).resolve() for spec in pages_for(ident.role)}
+    script = getattr(page, "_page", None)
+    return isinstance(script, Path) and script.resolve() in allowed_paths
+
+
 def identity() -> Identity:
-    """Who is using the app; every page asks first, so this is where a page makes sure it runs
-    inside the frame (``app.py``: banner now, login later)."""
+    """Who is signed in (role and name included); every page asks first, so this is also where a
+    page makes sure it runs inside the frame (``app.py``: sign-in, navigation, banners)."""
     _require_frame()
-    if "app_tenant_id" not in st.session_state:
-        return bootstrap_identity()
-    return Identity(tenant_id=st.session_state["app_tenant_id"], user_id=st.session_state["app_user_id"])
+    ident = st.session_state.get(AUTH_IDENTITY)
+    if not isinstance(ident, Identity):
+        st.warning("Sign in first.", icon=":material/login:")
+        st.stop()
+    return ident
+
+
+def allowed(permission: Permission) -> bool:
+    """Whether the signed-in role holds ``permission`` (pages hide what it does not; core refuses it)."""
+    return authz.allowed(identity(), permission)
 
 
 def _require_frame() -> None:
@@ -129,10 +225,8 @@ def render_status() -> None:
 
 
 def actor() -> str:
-    """The current user as the control log names them (display name and email)."""
-    ident = identity()
-    with session() as s:
-        return user_label(s, tenant_id=ident.tenant_id, user_id=ident.user_id)
+    """The current user as the control and audit logs name them (display name and e-mail)."""
+    return identity().name
 
 
 # Generation controls: the banner and the pause the Write page obeys ---------------------------

@@ -2,12 +2,22 @@
 
 import streamlit as st
 
-from core import alerts, breakers, controls, jobs, slo, ui, worker_records
+from core import alerts, breakers, controls, health, jobs, slo, ui, worker_records
+from core.authz import Permission
 from core.db import schema_is_current
 from core.ui_queries import job_rows, job_state_counts, recent_control_events, transition_rows
 
 st.title("Operations")
-ui.not_built(6, "accounts and roles, the audit log, the model registry and its lifecycle")
+st.caption("The model registry, the audit log and users and tenants have pages of their own in this section.")
+
+# Health -----------------------------------------------------------------------------------------
+st.subheader("Health")
+checks = health.report(ui.engine()).checks
+st.dataframe(
+    [{"Check": c.name, "OK": c.ok, "Detail": c.detail, "Latency (ms)": c.latency_ms} for c in checks],
+    hide_index=True,
+    column_config={"Detail": st.column_config.TextColumn(width="large")},
+)
 
 ident = ui.identity()
 actor = ui.actor()
@@ -62,7 +72,10 @@ with st.form("operations_alert_form"):
         key: st.number_input(param.label, value=chosen.params[key], key=f"operations_alert_{name}_{key}")
         for key, param in rule.params.items()
     }
-    if st.form_submit_button("Save rule", icon=":material/save:"):
+    may_alert = ui.allowed(Permission.MANAGE_ALERTS)
+    if not may_alert:
+        st.caption("Your role may see the rules but not change them.")
+    if st.form_submit_button("Save rule", icon=":material/save:", disabled=not may_alert):
         ui.act(
             lambda s: alerts.update_rule(
                 s,
@@ -71,7 +84,7 @@ with st.form("operations_alert_form"):
                 enabled=enabled,
                 threshold=threshold / rule.scale,
                 params=params,
-                actor=actor,
+                actor=ident,
             )
         )
 
@@ -88,9 +101,11 @@ if switch.engaged:
         f"Engaged by {ui.md_escape(switch.actor or 'ops')} on {ui.when(switch.changed_at)}: "
         f"{ui.md_escape(switch.reason)}"
     )
-    if st.button("Release kill switch", key="operations_release", type="primary", icon=":material/play_arrow:"):
+    if not ui.allowed(Permission.KILL_SWITCH):
+        st.caption("Your role may not release the kill switch; ops and admins may.")
+    elif st.button("Release kill switch", key="operations_release", type="primary", icon=":material/play_arrow:"):
         ui.control_action(
-            lambda e: controls.set_kill_switch(e, engaged=False, reason="", actor=actor),
+            lambda e: controls.set_kill_switch(e, engaged=False, reason="", actor=ident),
             unchanged="The kill switch was already released by someone else.",
         )
 else:
@@ -102,10 +117,17 @@ else:
             key="operations_reason",
             placeholder="e.g. provider bills look wrong, investigating",
         )
-        st.caption(f"Engaged as {ui.md_escape(actor)}.")
-        if st.form_submit_button("Engage kill switch", type="primary", icon=":material/block:"):
+        may_switch = ui.allowed(Permission.KILL_SWITCH)
+        st.caption(
+            f"Engaged as {ui.md_escape(actor)}."
+            if may_switch
+            else "Your role may not engage the kill switch; ops and admins may."
+        )
+        if st.form_submit_button(
+            "Engage kill switch", type="primary", icon=":material/block:", disabled=not may_switch
+        ):
             ui.control_action(
-                lambda e: controls.set_kill_switch(e, engaged=True, reason=reason, actor=actor),
+                lambda e: controls.set_kill_switch(e, engaged=True, reason=reason, actor=ident),
                 unchanged="The kill switch was already engaged by someone else.",
             )
 
@@ -132,10 +154,15 @@ if known:
     )
 else:
     st.caption("No breaker has been used yet; each appears with the first call it guards.")
+may_reset = ui.allowed(Permission.RESET_BREAKERS)
 for b in known:
-    if b.blocking and st.button(f"Reset {b.name}", key=f"operations_reset_{b.name}", icon=":material/restart_alt:"):
+    if (
+        may_reset
+        and b.blocking
+        and st.button(f"Reset {b.name}", key=f"operations_reset_{b.name}", icon=":material/restart_alt:")
+    ):
         ui.control_action(
-            lambda e, name=b.name: breakers.reset(e, name, actor=actor),
+            lambda e, name=b.name: breakers.reset(e, name, actor=ident),
             unchanged=f"Breaker {ui.md_escape(b.name)} was already closed.",
         )
 

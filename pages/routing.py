@@ -3,7 +3,8 @@ a dry run of a brief, and the decisions the router made."""
 
 import streamlit as st
 
-from core import routing, ui
+from core import model_registry, routing, ui
+from core.authz import Permission
 from core.complexity import CANNOT_JUDGE, TIERS
 from core.errors import WorkbenchError
 from core.manuscripts import list_manuscripts
@@ -21,6 +22,8 @@ with ui.session() as s:
     history = routing.config_history(s, tenant_id=ident.tenant_id)
     decisions = routing.recent_decisions(s, tenant_id=ident.tenant_id, limit=50)
     titles = {m.id: m.title for m in list_manuscripts(s, tenant_id=ident.tenant_id)}
+    registry = model_registry.snapshot(s)
+    deprecated = model_registry.remaining_usage(s, identity=ident)
 config = current.config
 
 st.caption(
@@ -46,7 +49,10 @@ else:
     st.caption("Built-in configuration: nothing saved yet for this workspace. Saving makes version 1.")
 if flash := st.session_state.pop("routing_flash", None):
     st.success(flash)
-unpriced = routing.unpriced_models(config, settings)
+named = routing.named_models(config) | set(routing.provider_defaults(provider, settings).values())
+for line in model_registry.routing_notes(registry, named, deprecated):  # deprecated or retired (Models page)
+    st.warning(ui.md_escape(line), icon=":material/schedule:")
+unpriced = routing.unpriced_models(config, settings, models=registry)
 if unpriced:
     st.warning(
         f"Not in the price table: {ui.md_escape(', '.join(unpriced))}. Calls to these models are recorded without a "
@@ -88,7 +94,10 @@ with st.form(f"routing_config_v{v}"):
     note = st.text_input(
         "Why this change", key=f"routing_v{v}_note", placeholder="e.g. cheaper Verifier for simple briefs"
     )
-    if st.form_submit_button(f"Save as version {current.version + 1}", type="primary"):
+    may_change = ui.allowed(Permission.CHANGE_ROUTING)
+    if not may_change:
+        st.caption("Your role may see the routing configuration but not change it.")
+    if st.form_submit_button(f"Save as version {current.version + 1}", type="primary", disabled=not may_change):
         try:
             new = routing.edited(
                 config,
@@ -99,10 +108,9 @@ with st.form(f"routing_config_v{v}"):
                 models=entered,
                 overrides=forced,
             )
-            actor = ui.actor()
             with ui.session() as s:
                 saved = routing.save_config(
-                    s, tenant_id=ident.tenant_id, config=new, actor=actor, note=note, settings=settings
+                    s, tenant_id=ident.tenant_id, config=new, actor=ident, note=note, settings=settings
                 )
         except WorkbenchError as error:
             st.error(ui.md_escape(error))
@@ -151,7 +159,7 @@ elif tried:
             facts = routing.brief_facts(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id, brief=brief)
         documents = len({f.document for f in facts})
         st.caption(f"The manuscript's search found {len(facts)} facts in {documents} documents for this brief.")
-    result = routing.dry_run(brief, facts, current, provider, settings)
+    result = routing.dry_run(brief, facts, current, provider, settings, models=registry)
     judged = result.paragraph
     a, b = st.columns(2)
     a.metric("Tier", config.tier(judged.score) if config.enabled else "default (routing off)")

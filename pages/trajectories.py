@@ -123,7 +123,7 @@ st.query_params["trace"] = st.session_state["traj_linked"] = chosen
 
 try:
     with ui.session() as s:
-        trace = get_trace(s, tenant_id=ident.tenant_id, trace_id=chosen, ring=crypto.key_ring(get_settings()))
+        trace = get_trace(s, viewer=ident, trace_id=chosen, ring=crypto.key_ring(get_settings()))
 except WorkbenchError as exc:
     st.error(ui.md_escape(exc))
     st.stop()
@@ -174,6 +174,8 @@ else:
         with st.expander(ui.md_escape(label)):
             if sp.content_error:
                 st.error(ui.md_escape(sp.content_error), icon=":material/lock:")
+            elif trace.content_hidden and sp.has_content:
+                st.caption(":material/lock: Content hidden for your role: it may see timings, not prompts or outputs.")
             elif isinstance(sp.content, dict | list):
                 st.json(sp.content)
             elif sp.has_content:
@@ -185,7 +187,8 @@ else:
 st.subheader("Paragraph produced")
 version = trace.version
 if version is None:
-    st.caption("This run produced no paragraph version (PDF ingests and failed runs do not).")
+    no_version = "This run produced no paragraph version (PDF ingests and failed runs do not)."
+    st.caption("Hidden for your role, like the span content." if trace.content_hidden else no_version)
 else:
     st.caption(f"Version {version.number} of paragraph {version.paragraph_id} · {version.status.replace('_', ' ')}")
     st.text(version.text)

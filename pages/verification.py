@@ -1,14 +1,17 @@
 """Verification (researchers, prompt engineers): how well drafted sentences are supported."""
 
+from datetime import timedelta
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import alerts, ui
+from core import alerts, policy, ui
 from core.errors import WorkbenchError
 from core.false_supports import report_false_support, reportable_sentences
 from core.manuscripts import list_manuscripts
 from core.metrics import recent_sentence_checks, verification_summary
+from core.models import utcnow
 
 st.title("Verification")
 ident = ui.identity()
@@ -26,6 +29,8 @@ with ui.session() as s:
     reportable = {
         r.sentence_check_id: r for r in reportable_sentences(s, tenant_id=ident.tenant_id, manuscript_id=manuscript_id)
     }
+    now = utcnow()
+    policy_rate = policy.policy_violation_rate(s, tenant_id=ident.tenant_id, since=now - timedelta(days=7), until=now)
 
 
 def rate(value: float | None) -> str:
@@ -78,6 +83,18 @@ else:
         table = table[table["Failure mode"].isin(failures)]
     st.dataframe(table, hide_index=True, column_config={"Sentence": st.column_config.TextColumn(width="large")})
     st.caption(f"{len(table)} of {len(checks)} sentence checks shown.")
+
+st.subheader("Policy violations (last 7 days)")
+st.caption("Hostile text in sources, PII, unknown sources and harmful content found by the policy gateway.")
+a, b, c = st.columns(3)
+a.metric("Violations per agent call", "–" if policy_rate.rate is None else f"{policy_rate.rate:.2f}")
+b.metric("Violations", f"{policy_rate.violations} in {policy_rate.calls} calls")
+c.metric("Blocked outputs", policy_rate.blocked)
+if policy_rate.by_rule:
+    st.dataframe(
+        pd.DataFrame(list(policy_rate.by_rule.items()), columns=["Rule", "Violations"]),
+        hide_index=True,
+    )
 
 st.subheader("Report a false support")
 if not reportable:

@@ -24,8 +24,9 @@ from core import db
 from core.models import Base
 from core.settings import reset_settings
 from core.tenancy import Identity, bootstrap
+from core.ui import AUTH_TOKEN
 from tests.fakellm import FakeLLM, start_fake_llm
-from tests.ui_helpers import APP, MakeApp
+from tests.ui_helpers import APP, MakeApp, session_token
 
 
 def _database_url(tmp_root: Path) -> str:
@@ -118,7 +119,9 @@ def fake(llm_server: FakeLLM) -> FakeLLM:
 
 @pytest.fixture
 def make_app(clean_db: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeApp]:
-    """A factory of AppTests of the whole app (the frame, app.py, around the page asked for)."""
+    """A factory of AppTests of the whole app (the frame, app.py, around the page asked for), signed
+    in as the admin of the default tenant, or as ``role``'s user there, or as ``identity``'s user
+    (``role=None``: not signed in)."""
     # The server leaves Streamlit's old pages/ folder mode for good once app.py has called
     # st.navigation (and core.ui makes sure it does); AppTest resets that flag before every run
     # and would run a switched-to page file alone, without the frame. Keep it off, as the server does.
@@ -132,8 +135,11 @@ def make_app(clean_db: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Make
     st.cache_resource.clear()  # process-wide and outlives an AppTest: each case builds its engine anew
     reset_settings()
 
-    def make(page: str | None = None) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=120).run()
+    def make(page: str | None = None, *, role: str | None = "admin", identity: Identity | None = None) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        if role is not None or identity is not None:  # role=None: a browser that has not signed in
+            at.session_state[AUTH_TOKEN] = session_token(clean_db, role=role or "admin", identity=identity)
+        at.run()
         assert not at.exception, at.exception
         if page:
             at.switch_page(page).run()

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +36,13 @@ from core.models import (
     utcnow,
 )
 from core.tenancy import Identity, bootstrap, create_tenant
-from tests.ui_helpers import MakeApp, seed_drafted
+from tests.ui_helpers import MakeApp, role_user, seed_drafted
+
+
+def ops(ident: Identity) -> Identity:
+    """An ops user of ``ident``'s tenant: the role that may change alert rules."""
+    return replace(ident, role="ops", name="ops")
+
 
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
 """Every core test evaluates at this moment (mid-month, so the budget's month is unambiguous)."""
@@ -175,7 +182,7 @@ def build_budget(s: Session, ident: Identity, cross: bool) -> None:
         enabled=True,
         threshold=0.8,
         params={"monthly_budget_usd": 100.0},
-        actor="ops",
+        actor=ops(ident),
     )
     usage(s, ident, 500.0, at=datetime(2026, 2, 27, tzinfo=UTC))  # last month
     usage(s, ident, 80.0 if cross else 79.99, at=datetime(2026, 3, 2, tzinfo=UTC))
@@ -254,7 +261,7 @@ def test_minimum_samples_keep_one_bad_paragraph_or_job_quiet(session: Session, i
         enabled=True,
         threshold=0.05,
         params={"min_jobs": 5},
-        actor="ops",
+        actor=ops(identity),
     )
     session.commit()
     assert result(alerts.evaluate(session, tenant_id=identity.tenant_id, now=NOW), "job_failure_rate").value == 1.0
@@ -304,7 +311,7 @@ def test_disabled_rules_never_fire_and_disabling_resolves(
     session.commit()
     alerts.evaluate(clean_db, tenant_id=identity.tenant_id, now=NOW)
     alerts.update_rule(
-        session, tenant_id=identity.tenant_id, rule="false_support", enabled=False, threshold=0, actor="ops"
+        session, tenant_id=identity.tenant_id, rule="false_support", enabled=False, threshold=0, actor=ops(identity)
     )
     session.commit()
     reports(session, identity, 5)
@@ -363,7 +370,12 @@ def test_settings_and_data_stay_inside_their_tenant(clean_db: Engine, session: S
         usage(session, ident, 0.40)  # $0.40 per paragraph in each
     reports(session, other, 3)  # only the other lab has false supports
     alerts.update_rule(
-        session, tenant_id=identity.tenant_id, rule="cost_per_paragraph", enabled=True, threshold=0.25, actor="ops"
+        session,
+        tenant_id=identity.tenant_id,
+        rule="cost_per_paragraph",
+        enabled=True,
+        threshold=0.25,
+        actor=ops(identity),
     )
     session.commit()
 
@@ -404,7 +416,7 @@ def test_rule_settings_are_validated_with_clear_errors(
             enabled=True,
             threshold=threshold,
             params=params,
-            actor="ops",
+            actor=ops(identity),
         )
     assert says in str(raised.value)
     assert all(s.updated_at is None for s in alerts.rule_settings(session, tenant_id=identity.tenant_id))
@@ -537,7 +549,7 @@ def test_cli_evaluates_and_lists_alerts(
     clean_db: Engine, session: Session, identity: Identity, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["alerts", "evaluate"]) == 0
-    assert "no alert firing (1 tenant(s), 6 rules each)" in capsys.readouterr().out
+    assert f"no alert firing (1 tenant(s), {len(alerts.RULES)} rules each)" in capsys.readouterr().out
     reports(session, identity, 2, at=utcnow())
     session.commit()
     assert cli.main(["alerts", "evaluate"]) == 0, "firing alerts are not a failure of the command"
@@ -589,7 +601,7 @@ def test_only_a_supported_sentence_of_this_tenant_can_be_reported(clean_db: Engi
 
 def test_verification_page_reports_a_false_support_and_the_alert_fires(make_app: MakeApp, clean_db: Engine) -> None:
     seeded = seed_drafted(clean_db)
-    at = make_app("pages/verification.py")
+    at = make_app("pages/verification.py")  # as the admin, who may open Operations below too
     sentence = at.selectbox(key="verification_report_sentence")
     chosen = sentence.value
     at.text_input(key="verification_report_note").input("The paper says 2019, not 2021.")
@@ -598,7 +610,7 @@ def test_verification_page_reports_a_false_support_and_the_alert_fires(make_app:
     assert any("Reported." in s.value for s in at.success), [e.value for e in at.error]
     with db.session_scope(clean_db) as s:
         [stored] = s.scalars(select(FalseSupportReport))
-        assert (stored.sentence_check_id, stored.reported_by) == (chosen, seeded.identity.user_id)
+        assert (stored.sentence_check_id, stored.reported_by) == (chosen, role_user(clean_db, "admin").user_id)
         assert stored.note == "The paper says 2019, not 2021."
     [event] = events(clean_db, seeded.identity.tenant_id)
     assert (event.rule, event.state, event.severity, event.value) == ("false_support", "firing", "critical", 1)
@@ -633,7 +645,7 @@ def test_operations_shows_firing_alerts_slos_and_saves_a_rule(make_app: MakeApp,
     assert not at.exception, at.exception
     with db.session_scope(clean_db) as s:
         saved = {r.name: r for r in alerts.rule_settings(s, tenant_id=ident.tenant_id)}["cost_per_paragraph"]
-    assert saved.threshold == 1.25 and saved.actor.startswith("Researcher")
+    assert saved.threshold == 1.25 and saved.actor == "Admin (admin@localhost)"  # make_app signs in the admin
     assert not [w for w in at.warning if w.value.startswith("**Cost per paragraph**")]
     assert [e.state for e in events(clean_db, ident.tenant_id)] == ["resolved"]
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from core import accounts, authz, db
 from core.demo_corpus import DEMO_BRIEFS, demo_pdfs
+from core.tenancy import bootstrap
 from tests.ui_helpers import APP
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -36,6 +38,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT = APP.parent / "docs" / "screenshot.png"
 TIMEOUT_MS = 120_000
+EMAIL, PASSWORD = "ana@lab.example", "browser test password"
 
 
 def _free_port() -> int:
@@ -58,14 +61,34 @@ def _wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, time
     raise RuntimeError(f"streamlit did not answer within {timeout}s:\n{log.read_text()}")
 
 
+def _add_researcher(database_url: str) -> None:
+    """The account the test signs in with, in the server's database (migrated here first)."""
+    engine = db.get_engine(database_url)
+    db.migrate(engine)
+    with db.session_scope(engine) as session:
+        by = authz.cli_identity(bootstrap(session).tenant_id)
+        accounts.create_user(
+            session,
+            by=by,
+            tenant_id=by.tenant_id,
+            email=EMAIL,
+            display_name="Ana Researcher",
+            role="researcher",
+            password=PASSWORD,
+        )
+    engine.dispose()
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make chromium installs it)")
     port = _free_port()
+    database_url = f"sqlite:///{tmp_path / 'browser.db'}"
+    _add_researcher(database_url)
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env |= {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'browser.db'}",
+        "DATABASE_URL": database_url,
         "WORKBENCH_DATA_DIR": str(tmp_path),
         "WORKBENCH_PROVIDER": "local",
     }
@@ -115,9 +138,18 @@ def test_researcher_drafts_a_verified_paragraph_from_a_pdf(server: str) -> None:
             page.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
             # The first request after start-up is a deep link: it must still run inside the frame
-            # (app.py: navigation, status, banner), not the page file on its own.
+            # (app.py: sign-in, navigation, status, banner), not the page file on its own. Signed
+            # out, that is the sign-in form and nothing else; signed in, the page that was asked for.
             page.goto(f"{server}/write")
+            expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+            expect(page.get_by_text("Provider: local (offline, no cost)")).to_have_count(0)
+            page.get_by_label("E-mail").fill(EMAIL)
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_text("Signed in as Ana Researcher (ana@lab.example) · researcher")).to_be_visible()
+            expect(page.get_by_role("heading", name="Write")).to_be_visible()
             expect(page.get_by_text("Provider: local (offline, no cost)")).to_be_visible()
+            expect(page.get_by_text("Page not found")).to_have_count(0)
             expect(page.get_by_role("link", name="app")).to_have_count(0)
 
             # A first manuscript.

@@ -20,6 +20,9 @@ from core.tenancy import Identity
 from tests.fakellm import FakeLLM, Fault
 from tests.test_gateway import context, use_provider, verify
 
+OPS = Identity(tenant_id=1, user_id=0, role="ops", name="ops@lab")
+"""Who throws the switch in these tests (the kill switch is workbench-wide: no tenant is touched)."""
+
 
 @pytest.fixture(autouse=True)
 def _settings_back() -> Iterator[None]:
@@ -214,7 +217,7 @@ class FreezingProvider(LocalProvider):
     def complete(self, request: ProviderRequest) -> ProviderResult:
         result = super().complete(request)
         if request.agent == "writer" and self.engine is not None:
-            controls.set_kill_switch(self.engine, engaged=True, reason="mid-run freeze", actor="ops@lab")
+            controls.set_kill_switch(self.engine, engaged=True, reason="mid-run freeze", actor=OPS)
         return result
 
 
@@ -233,7 +236,7 @@ def test_the_kill_switch_stops_queued_new_and_running_work_and_keeps_what_was_ve
         payload={"paragraph_id": paragraph_id},
         trace_id="queued",
     )
-    assert controls.set_kill_switch(clean_db, engaged=True, reason="incident 42", actor="ops@lab")
+    assert controls.set_kill_switch(clean_db, engaged=True, reason="incident 42", actor=OPS)
     started: list[str] = []
     outcome = jobs.run_job(
         clean_db, tenant_id=identity.tenant_id, job_id=queued, work=lambda s, p, j: started.append(j) or {}
@@ -242,7 +245,7 @@ def test_the_kill_switch_stops_queued_new_and_running_work_and_keeps_what_was_ve
     assert draft_job(clean_db, identity, paragraph_id, trace_id="new").state == jobs.CANCELLED
 
     # Released, then thrown again while a job runs: its next model call is refused, nothing is saved.
-    controls.set_kill_switch(clean_db, engaged=False, reason="", actor="ops@lab")
+    controls.set_kill_switch(clean_db, engaged=False, reason="", actor=OPS)
     FreezingProvider.engine = clean_db
     providers.register("freezing", FreezingProvider)
     monkeypatch.setenv("WORKBENCH_PROVIDER", "freezing")
@@ -271,7 +274,7 @@ def test_the_kill_switch_stops_queued_new_and_running_work_and_keeps_what_was_ve
         ("engaged", "released"),
         ("released", "engaged"),
     ]
-    controls.set_kill_switch(clean_db, engaged=False, reason="", actor="ops@lab")
+    controls.set_kill_switch(clean_db, engaged=False, reason="", actor=OPS)
     monkeypatch.setenv("WORKBENCH_PROVIDER", "local")
     reset_settings()
     assert draft_job(clean_db, identity, paragraph_id, trace_id="after").state == jobs.SUCCEEDED

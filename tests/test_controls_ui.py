@@ -17,19 +17,20 @@ import pytest
 from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
-from core import breakers, controls, db, ui
+from core import audit, breakers, controls, db, ui
 from core.manuscripts import add_paragraph, list_versions
 from core.models import ControlEvent
 from core.settings import get_settings, reset_settings
-from core.tenancy import DEFAULT_USER_EMAIL
+from core.tenancy import Identity
 from tests.ui_helpers import PAGES, MakeApp, seed_drafted
 
 ROOT = Path(__file__).resolve().parent.parent
 REASON = "Provider invoices look wrong, investigating"
 ACTOR = "Ops on call"
+OPS = Identity(tenant_id=1, user_id=0, role="ops", name=ACTOR)
 BREAKER = breakers.provider_breaker("local")
-UI_ACTOR = f"Researcher ({DEFAULT_USER_EMAIL})"
-"""How the Operations page names the default user in the control log."""
+UI_ACTOR = "Admin (admin@localhost)"
+"""How the Operations page names the signed-in user (``make_app``'s admin) in the control log."""
 
 
 def frozen_banners(at: AppTest) -> list[str]:
@@ -72,7 +73,7 @@ def test_kill_switch_banner_on_every_page_and_write_is_read_only(make_app: MakeA
         add_paragraph(
             s, tenant_id=seeded.identity.tenant_id, manuscript_id=seeded.manuscript_id, brief="Not drafted yet."
         )
-    assert controls.set_kill_switch(clean_db, engaged=True, reason=REASON, actor=ACTOR)
+    assert controls.set_kill_switch(clean_db, engaged=True, reason=REASON, actor=OPS)
     at = make_app()
     for page in PAGES:
         at.switch_page(page).run()
@@ -203,23 +204,30 @@ def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_kill_switch_round_trip(tmp_path: Path) -> None:
+    cli = f"cli:{getpass.getuser()}"  # the command line acts as authz.cli_identity
+    alice = f"alice ({cli})"  # --actor names the person; the OS user stays beside it
     engaged = run_cli("kill-switch", "engage", "--reason", REASON, "--actor", "alice", data_dir=tmp_path)
     assert engaged.returncode == 0, engaged.stderr
-    assert f"engaged by alice: {REASON}" in engaged.stdout
+    assert f"engaged by {alice}: {REASON}" in engaged.stdout
 
     status = run_cli("kill-switch", "status", data_dir=tmp_path)
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
-    assert lines[:3] == ["kill switch: engaged", f"  reason: {REASON}", "  actor:  alice"]
+    assert lines[:3] == ["kill switch: engaged", f"  reason: {REASON}", f"  actor:  {alice}"]
     assert lines[3].startswith("  since:  20") and lines[3].endswith(" UTC")
 
     released = run_cli("kill-switch", "release", data_dir=tmp_path)
     assert released.returncode == 0, released.stderr
     after = run_cli("kill-switch", "status", data_dir=tmp_path).stdout.splitlines()
-    assert after[0] == "kill switch: released" and after[2] == f"  actor:  {getpass.getuser()}"
+    assert after[0] == "kill switch: released" and after[2] == f"  actor:  {cli}"
 
     engine = db.get_engine(f"sqlite:///{tmp_path / 'workbench.db'}")
-    assert [(e[2], e[4]) for e in control_events(engine)] == [("engaged", "alice"), ("released", getpass.getuser())]
+    assert [(e[2], e[4]) for e in control_events(engine)] == [("engaged", alice), ("released", cli)]
+    with engine.connect() as connection:
+        assert [(e.event_type, e.subject, e.actor) for e in audit.search(connection, viewer=OPS)] == [
+            (audit.KILL_SWITCH, "released", cli),
+            (audit.KILL_SWITCH, "engaged", alice),
+        ]
 
 
 def test_cli_engage_without_a_reason_is_a_usage_error(tmp_path: Path) -> None:
@@ -246,7 +254,7 @@ def test_cli_lists_and_resets_breakers(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "no breaker named 'provider:nope'" in unknown.stderr
 
     reset = run_cli("breakers", "reset", BREAKER, "--actor", "bob", data_dir=tmp_path)
-    assert reset.returncode == 0 and f"breaker {BREAKER} reset to closed by bob" in reset.stdout
+    assert reset.returncode == 0 and f"breaker {BREAKER} reset to closed by bob (cli:" in reset.stdout
     assert [b.state for b in breakers.list_breakers(engine)] == [breakers.CLOSED]
     again = run_cli("breakers", "reset", BREAKER, data_dir=tmp_path)
     assert again.returncode == 0 and "already closed" in again.stdout
@@ -262,7 +270,7 @@ def test_verified_output_stays_visible_while_frozen(make_app: MakeApp, clean_db:
         sentences = [sc.text for sc in version.sentences]
         verified = version.verified
     assert sentences
-    controls.set_kill_switch(clean_db, engaged=True, reason=REASON, actor=ACTOR)
+    controls.set_kill_switch(clean_db, engaged=True, reason=REASON, actor=OPS)
 
     at = make_app("pages/write.py")
     assert frozen_banners(at)

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
-from core import controls, db, executors, job_records, job_runner, jobs, ui, worker_records
+from core import authz, controls, db, executors, job_records, job_runner, jobs, ui, worker_records
 from core.manuscripts import add_paragraph, create_manuscript, list_versions
 from core.models import Job, utcnow
 from core.pipeline import new_trace_id
@@ -29,7 +29,7 @@ from core.storage import blob_path
 from core.tenancy import Identity, bootstrap
 from core.ui_queries import ordinal
 from tests.test_pages import button, page_text, settle
-from tests.ui_helpers import BRIEF, PDF_NAME, MakeApp, paper_pdf, seed_drafted
+from tests.ui_helpers import BRIEF, PDF_NAME, MakeApp, paper_pdf, role_user, seed_drafted
 
 CLOSED_PORT_REDIS = "redis://127.0.0.1:1/0"
 """Nothing listens on port 1: every connection is refused at once."""
@@ -115,7 +115,7 @@ def test_a_queued_job_shows_its_place_and_the_buttons_wait_for_it(make_app: Make
     queued_job(clean_db, seeded.identity, "reverify", {"paragraph_id": 0, "version_id": 0}, mine=False)
     queued_job(clean_db, seeded.identity, "draft", {"paragraph_id": 0}, mine=False)  # ahead in generation
     mine = queued_job(clean_db, seeded.identity, "draft", {"paragraph_id": seeded.paragraph_id})
-    at = make_app("pages/write.py")
+    at = make_app("pages/write.py", role="researcher")  # whose jobs they are
     # Opened afresh (a reload), the page finds the user's queued action again.
     assert mine in followed(at, seeded.paragraph_id)
     captions = [c.value for c in at.caption]
@@ -143,7 +143,7 @@ def test_a_running_job_shows_its_stage_and_progress(make_app: MakeApp, clean_db:
         stage="Writing sentence 2 of 4",
         progress=0.4,
     )
-    at = make_app("pages/write.py")
+    at = make_app("pages/write.py", role="researcher")  # whose jobs they are
     [bar] = at.progress
     assert bar.value == 40 and bar.text == f"**Drafting** · {ui.md_escape('Writing sentence 2 of 4')}"
     assert any(c.value.startswith("Attempt 1 of ") and "rq\\.test\\-host\\.42" in c.value for c in at.caption)
@@ -161,7 +161,7 @@ def test_a_draft_shows_the_verification_it_queued(make_app: MakeApp, clean_db: E
     draft = queued_job(clean_db, seeded.identity, "draft", {"paragraph_id": seeded.paragraph_id})
     # Run the draft here and hold back the verification it queues (no executor gets it).
     assert job_runner.execute(clean_db, draft, worker="test", dispatch=lambda _id, _queue: None) == jobs.SUCCEEDED
-    at = make_app("pages/write.py")
+    at = make_app("pages/write.py", role="researcher")  # whose jobs they are
     captions = [c.value for c in at.caption]
     assert ":material/check: Drafting: done" in captions
     assert ":material/hourglass_top: **Verifying the draft** · queued" in captions
@@ -171,7 +171,7 @@ def test_a_draft_shows_the_verification_it_queued(make_app: MakeApp, clean_db: E
 def test_cancel_from_the_page_cancels_a_queued_job(make_app: MakeApp, clean_db: Engine) -> None:
     seeded = seed_undrafted(clean_db)
     job_id = queued_job(clean_db, seeded.identity, "draft", {"paragraph_id": seeded.paragraph_id})
-    at = make_app("pages/write.py")
+    at = make_app("pages/write.py", role="researcher")  # whose jobs they are
     button(at, "Cancel").click().run()
     assert not at.exception, at.exception
     view = jobs.status(clean_db, tenant_id=seeded.identity.tenant_id, job_id=job_id)
@@ -194,9 +194,10 @@ def test_a_failed_job_shows_its_error_and_retry_queues_a_new_one(make_app: MakeA
     assert len(errors) == 1 and errors[0].startswith("Drafting stopped:") and "no facts yet" in errors[0], errors
 
     # Retry is off while generation is frozen, like every button that starts model work.
-    controls.set_kill_switch(clean_db, engaged=True, reason="checking", actor="ops")
+    ops = authz.cli_identity(seeded.identity.tenant_id)
+    controls.set_kill_switch(clean_db, engaged=True, reason="checking", actor=ops)
     assert at.run() and button(at, "Retry").disabled
-    controls.set_kill_switch(clean_db, engaged=False, reason="", actor="ops")
+    controls.set_kill_switch(clean_db, engaged=False, reason="", actor=ops)
     at.run()
 
     # Fix the cause (a source to cite), then Retry: a new job in a new trace, which succeeds.
@@ -302,7 +303,8 @@ def test_with_redis_down_draft_says_so_at_once_and_the_page_still_reads(
 
 def test_operations_shows_queues_workers_and_jobs_with_transitions(make_app: MakeApp, clean_db: Engine) -> None:
     seeded = seed_undrafted(clean_db, with_source=False)
-    waiting = queued_job(clean_db, seeded.identity, "draft", {"paragraph_id": seeded.paragraph_id})
+    admin = role_user(clean_db, "admin")  # the page's user (Operations is not a researcher's page)
+    waiting = queued_job(clean_db, admin, "draft", {"paragraph_id": seeded.paragraph_id})
     worker_records.beat(
         clean_db, name="rq.gpu-box.7", kind="rq", queues=["generation"], state="busy", current_job_id=waiting
     )

@@ -6,6 +6,7 @@ which rule wins, and the decision as the usage events and the trace record it af
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from core.tenancy import Identity, bootstrap, create_tenant
 from tests.fakellm import FakeLLM
 from tests.test_cli import run_cli
 from tests.test_gateway import use_provider
+from tests.test_model_registry import register_models
 from tests.ui_helpers import BRIEF, MakeApp, paper_pdf, seed_drafted
 
 SIMPLE_BRIEF = "Summarise the effect of biochar on maize yield."
@@ -205,11 +207,13 @@ def test_invalid_configurations_are_refused_with_what_to_fix() -> None:
 
 def test_each_save_is_a_new_version_and_old_versions_stay_as_they_were(session: Session, identity: Identity) -> None:
     settings, tenant = get_settings(), identity.tenant_id
+    ops = replace(identity, role="ops", name="Ops <ops@x>")
     assert routing.current_config(session, tenant_id=tenant, settings=settings).version == 0
     first = tiered("local", LOCAL_TIERS)
     second = first.model_copy(update={"simple_below": 20.0})
-    routing.save_config(session, tenant_id=tenant, config=first, actor="Ops <ops@x>", note="tiers", settings=settings)
-    routing.save_config(session, tenant_id=tenant, config=second, actor="Ops <ops@x>", note="lower", settings=settings)
+    register_models(session, *routing.named_models(first))  # routing may name registered models only
+    routing.save_config(session, tenant_id=tenant, config=first, actor=ops, note="tiers", settings=settings)
+    routing.save_config(session, tenant_id=tenant, config=second, actor=ops, note="lower", settings=settings)
     session.commit()
 
     current = routing.current_config(session, tenant_id=tenant, settings=settings)
@@ -218,7 +222,7 @@ def test_each_save_is_a_new_version_and_old_versions_stay_as_they_were(session: 
     assert [(h.version, h.config, h.actor) for h in history] == [(2, second, "Ops <ops@x>"), (1, first, "Ops <ops@x>")]
     assert routing.changes(history[1].config, history[0].config) == ["simple below: 30 → 20"]
     with pytest.raises(RoutingConfigError, match="Nothing changed"):
-        routing.save_config(session, tenant_id=tenant, config=second, actor="x", note="", settings=settings)
+        routing.save_config(session, tenant_id=tenant, config=second, actor=ops, note="", settings=settings)
 
     with db.session_scope(session.get_bind()) as other_session:  # type: ignore[arg-type]
         other = create_tenant(other_session, slug="other", name="Other")
@@ -258,7 +262,9 @@ def usage(engine: Engine, **where: Any) -> list[LlmUsageEvent]:
 
 def save(engine: Engine, ident: Identity, config: routing.RoutingConfig) -> None:
     with db.session_scope(engine) as s:
-        routing.save_config(s, tenant_id=ident.tenant_id, config=config, actor="test", note="", settings=get_settings())
+        ops = replace(ident, role="ops", name="test")
+        register_models(s, *(m for m in routing.named_models(config) if m.startswith("local-")))
+        routing.save_config(s, tenant_id=ident.tenant_id, config=config, actor=ops, note="", settings=get_settings())
 
 
 def test_an_offline_draft_records_tier_score_and_reason_on_every_usage_event(clean_db: Engine) -> None:
@@ -344,6 +350,8 @@ def test_the_page_saves_versions_dry_runs_a_brief_and_lists_history(make_app: Ma
     assert any("Non\\-English text" in m.value for m in at.markdown), "the page says what the score cannot judge"
     assert any("Built-in configuration" in c.value for c in at.caption)
 
+    with db.session_scope(clean_db) as s:
+        register_models(s, "local-writer-lite")  # routing may name registered models only
     at.text_input(key="routing_v0_writer_simple").input("local-writer-lite")
     at.text_input(key="routing_v0_note").input("cheaper writer for simple briefs")
     at.button(key="FormSubmitter:routing_config_v0-Save as version 1").click().run()

@@ -30,6 +30,7 @@ from core.sources import add_source
 from core.tenancy import Identity, bootstrap
 from tests.fakellm import FakeLLM, Fault
 from tests.test_gateway import use_provider
+from tests.test_model_registry import register_models
 from tests.ui_helpers import MakeApp
 
 # The researcher's own working text lives here in the clear, by design (DESIGN.md, "Data").
@@ -438,6 +439,7 @@ def test_a_run_with_an_unpriced_call_shows_its_cost_as_unpriced_not_understated(
 ) -> None:
     with db.session_scope(clean_db) as s:
         identity = bootstrap(s)
+        register_models(s, "house-model-7", provider="openai")  # registered (callable) but with no price
     manuscript_id, paragraph_id = _paragraph(clean_db, identity)
     _ingest(clean_db, identity, manuscript_id, "ingest")
     # Priced everywhere but the Verifier, whose model has no price: the run's total is unknown.

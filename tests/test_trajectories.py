@@ -7,7 +7,7 @@ checked against a known set; the last test drafts a real paragraph and finds its
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,11 @@ class SpanSpec:
     parent: str | None = None
     content: Any = None
     span_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+
+def developer(ident: Identity) -> Identity:
+    """A prompt engineer of ``ident``'s tenant: may read trace content (each view is audited)."""
+    return replace(ident, role="prompt_engineer", name="dev")
 
 
 def ring() -> crypto.KeyRing:
@@ -257,7 +262,7 @@ def test_another_tenants_trace_is_never_listed_nor_opened(session: Session, worl
     assert listed == set()
     assert world.other_tenant not in traces(session, world.a.tenant_id)
     with pytest.raises(NotFoundError, match="No trajectory"):
-        get_trace(session, tenant_id=world.a.tenant_id, trace_id=world.other_tenant, ring=ring())
+        get_trace(session, viewer=developer(world.a), trace_id=world.other_tenant, ring=ring())
     assert traces(session, world.b.tenant_id) == {world.other_tenant}
 
 
@@ -301,7 +306,7 @@ def test_get_trace_opens_content_and_reports_a_missing_or_wrong_key(session: Ses
         )
     session.commit()
 
-    trace = get_trace(session, tenant_id=identity.tenant_id, trace_id=trace_id, ring=ring())
+    trace = get_trace(session, viewer=developer(identity), trace_id=trace_id, ring=ring())
     by_name = {s.event.name: s for s in trace.spans}
     assert [s.event.name for s in trace.spans] == ["draft", "writer", "writer attempt 1", "verifier", "rewriter"]
     assert [round(s.offset_ms) for s in trace.spans] == [0, 50, 60, 200, 300]
@@ -333,9 +338,8 @@ def test_content_copied_to_another_span_does_not_open(session: Session, identity
         rows[source.span_id].key_id,
     )
     session.commit()
-    spans = {
-        s.event.name: s for s in get_trace(session, tenant_id=identity.tenant_id, trace_id=trace_id, ring=ring()).spans
-    }
+    trace = get_trace(session, viewer=developer(identity), trace_id=trace_id, ring=ring())
+    spans = {s.event.name: s for s in trace.spans}
     assert spans["writer"].content == {"prompt": "secret"}
     assert spans["verifier"].content is None and "does not open this content" in (spans["verifier"].content_error or "")
 
@@ -439,7 +443,7 @@ def test_a_real_draft_is_listed_and_viewed_with_its_spans_and_paragraph(make_app
         listed = list_trajectories(s, tenant_id=seeded.identity.tenant_id, filters=TrajectoryFilter(kind="paragraph"))
         assert [t.paragraph_id for t in listed.rows] == [seeded.paragraph_id]
         drafted = listed.rows[0].trace_id
-        trace = get_trace(s, tenant_id=seeded.identity.tenant_id, trace_id=drafted, ring=ring())
+        trace = get_trace(s, viewer=developer(seeded.identity), trace_id=drafted, ring=ring())
         text = list_versions(s, tenant_id=seeded.identity.tenant_id, paragraph_id=seeded.paragraph_id)[0].text
         assert traces(s, seeded.identity.tenant_id, agent="librarian") == {
             t.trace_id for t in list_trajectories(s, tenant_id=seeded.identity.tenant_id).rows if t.kind == "ingest"

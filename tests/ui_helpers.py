@@ -9,23 +9,16 @@ from pathlib import Path
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from core import db
+from core import accounts, authz, db, pages_spec
 from core.demo_corpus import DEMO_BRIEFS, demo_pdfs
+from core.errors import NotFoundError
 from core.manuscripts import add_paragraph, create_manuscript
 from core.pipeline import draft_paragraph
 from core.sources import add_source
 from core.tenancy import Identity, bootstrap
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-PAGES = (
-    "pages/write.py",
-    "pages/verification.py",
-    "pages/costs.py",
-    "pages/routing.py",
-    "pages/trajectories.py",
-    "pages/prompts.py",
-    "pages/operations.py",
-)
+PAGES = tuple(spec.path for spec in pages_spec.PAGES)
 
 PDF_NAME = "okafor-2022-biochar-leaching.pdf"
 BRIEF = DEMO_BRIEFS[0]
@@ -66,5 +59,28 @@ def seed_drafted(engine: Engine, *, title: str = "Seeded manuscript") -> Seeded:
     return Seeded(ident, manuscript.id, paragraph.id, version.id)
 
 
+def role_user(engine: Engine, role: str = "admin") -> Identity:
+    """A signed-in-able user with ``role`` in the default tenant: ``<role>@localhost``, created through
+    ``core.accounts`` on first use (``researcher@localhost`` is the bootstrap user)."""
+    with db.session_scope(engine) as s:
+        tenant_id = bootstrap(s).tenant_id
+        email = f"{role}@localhost"
+        try:
+            user_id = accounts.user_id_by_email(s, email=email)
+        except NotFoundError:
+            name = role.replace("_", " ").capitalize()
+            by = authz.cli_identity(tenant_id)
+            accounts.create_user(s, by=by, tenant_id=tenant_id, email=email, display_name=name, role=role)
+            user_id = accounts.user_id_by_email(s, email=email)
+        return accounts.identity_of(s, user_id=user_id)
+
+
+def session_token(engine: Engine, *, role: str = "admin", identity: Identity | None = None) -> str:
+    """A live sign-in token for ``identity``'s user, or for the ``role`` user of the default tenant."""
+    return accounts.start_session(engine, identity or role_user(engine, role))
+
+
 MakeApp = Callable[..., AppTest]
-"""The ``make_app`` fixture (conftest): ``make_app("pages/write.py")`` gives a run AppTest on that page."""
+"""The ``make_app`` fixture (conftest): ``make_app("pages/write.py", role="ops")`` gives a run AppTest
+on that page, signed in as that role's user of the default tenant (admin unless said otherwise), or
+as ``identity=``'s user."""
