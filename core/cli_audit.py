@@ -51,7 +51,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with db.get_engine().connect() as connection:
         report = audit.verify(connection, batch=args.batch)
     if report.intact:
-        print(f"audit log intact: {report.checked} entries")
+        print(f"audit log intact: {report.checked} entr{'y' if report.checked == 1 else 'ies'}")
         return 0
     print(f"audit log BROKEN at entry {report.broken_seq}: {report.reason}")
     return 1

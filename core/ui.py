@@ -137,8 +137,7 @@ def navigation(ident: Identity | None) -> Any:
         # that page, when the role may open it.
         here = st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="sign-in", default=True)
         aliases = [
-            st.Page(sign_in_page, title="Sign in", url_path=Path(spec.path).stem, visibility="hidden")
-            for spec in PAGES
+            st.Page(sign_in_page, title="Sign in", url_path=Path(spec.path).stem, visibility="hidden") for spec in PAGES
         ]
         return st.navigation([here, *aliases], position="hidden")
     groups: dict[str, list[Any]] = {}
