@@ -32,7 +32,6 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +40,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from core import authz, breakers, cli_accounts, cli_audit, cli_backup, cli_models, controls, db, prompts
+from core import breakers, cli_accounts, cli_audit, cli_backup, cli_models, controls, db, prompts
+from core.cli_common import operator
 from core.errors import WorkbenchError
 from core.settings import get_settings
 from core.tenancy import Identity, bootstrap
@@ -287,13 +287,6 @@ def _migrated_engine() -> Engine:
     return db.get_engine()
 
 
-def _cli_actor(name: str | None = None) -> Identity:
-    """Who acts from the command line: ``authz.cli_identity`` in the default tenant. ``--actor``
-    names the person at the keyboard; the operating-system user stays beside it in every log."""
-    acting = authz.cli_identity(_identity().tenant_id)
-    return replace(acting, name=f"{name.strip()} ({acting.name})") if name and name.strip() else acting
-
-
 def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "never"
 
@@ -318,7 +311,7 @@ def cmd_kill_switch_engage(args: argparse.Namespace) -> int:
         )
         return 2
     engine = _migrated_engine()
-    actor = _cli_actor(args.actor)
+    actor = operator(args.actor)
     if controls.set_kill_switch(engine, engaged=True, reason=args.reason, actor=actor):
         print(f"kill switch engaged by {actor.name}: {args.reason.strip()}")
     else:
@@ -329,7 +322,7 @@ def cmd_kill_switch_engage(args: argparse.Namespace) -> int:
 
 def cmd_kill_switch_release(args: argparse.Namespace) -> int:
     engine = _migrated_engine()
-    actor = _cli_actor(args.actor)
+    actor = operator(args.actor)
     if controls.set_kill_switch(engine, engaged=False, reason="", actor=actor):
         print(f"kill switch released by {actor.name}")
     else:
@@ -359,7 +352,7 @@ def cmd_breakers_reset(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    actor = _cli_actor(args.actor)
+    actor = operator(args.actor)
     if breakers.reset(engine, args.name, actor=actor):
         print(f"breaker {args.name} reset to closed by {actor.name}")
     else:
@@ -400,7 +393,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     engine = _migrated_engine()
     result = keys.rotate(
-        engine, get_settings(), actor=_cli_actor(), batch=args.batch, max_batches=args.max_batches, progress=print
+        engine, get_settings(), actor=operator(), batch=args.batch, max_batches=args.max_batches, progress=print
     )
     done = sum(result.rotated.values())
     if result.complete:

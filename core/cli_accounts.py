@@ -12,15 +12,9 @@ from typing import Any
 from sqlalchemy import select
 
 from core import accounts, authz, db
+from core.cli_common import operator
 from core.errors import NotFoundError
 from core.models import Tenant
-from core.tenancy import Identity, bootstrap
-
-
-def _cli() -> Identity:
-    db.migrate()  # idempotent; a fresh data directory works from the first command
-    with db.session_scope() as session:
-        return authz.cli_identity(bootstrap(session).tenant_id)
 
 
 def _tenant_id(session: Any, slug: str) -> int:
@@ -31,7 +25,7 @@ def _tenant_id(session: Any, slug: str) -> int:
 
 
 def cmd_first_run(_args: argparse.Namespace) -> int:
-    _cli()
+    operator()
     with db.session_scope() as session:
         created = accounts.ensure_first_admin(session)
     if created is None:
@@ -45,7 +39,7 @@ def cmd_first_run(_args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(_args: argparse.Namespace) -> int:
-    by = _cli()
+    by = operator()
     with db.session_scope() as session:
         rows = accounts.list_users(session, by=by)
     print("id\temail\tname\trole\tworkspace\tactive\tfailed\tlocked until\tlast sign-in")
@@ -60,7 +54,7 @@ def cmd_users_list(_args: argparse.Namespace) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    by = _cli()
+    by = operator()
     with db.session_scope() as session:
         name = args.name or args.email.split("@", 1)[0]
         password = accounts.create_user(
@@ -78,7 +72,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def _change(args: argparse.Namespace, what: str) -> int:
-    by = _cli()
+    by = operator()
     with db.session_scope() as session:
         user_id = accounts.user_id_by_email(session, email=args.email)
         if what == "role":
@@ -98,7 +92,7 @@ def _change(args: argparse.Namespace, what: str) -> int:
 
 
 def cmd_tenants_list(_args: argparse.Namespace) -> int:
-    by = _cli()
+    by = operator()
     with db.session_scope() as session:
         rows = accounts.list_tenants(session, by=by)
     print("id\tslug\tname\tredact PII\taccounts")
@@ -108,7 +102,7 @@ def cmd_tenants_list(_args: argparse.Namespace) -> int:
 
 
 def cmd_tenants_add(args: argparse.Namespace) -> int:
-    by = _cli()
+    by = operator()
     with db.session_scope() as session:
         tenant_id = accounts.create_tenant(session, by=by, slug=args.slug, name=args.name)
     print(f"Added workspace {args.slug} (id {tenant_id}).")
@@ -116,7 +110,7 @@ def cmd_tenants_add(args: argparse.Namespace) -> int:
 
 
 def cmd_tenants_redact(args: argparse.Namespace) -> int:
-    by = _cli()
+    by = operator()
     with db.session_scope() as session:
         accounts.set_tenant_redact_pii(
             session, by=by, tenant_id=_tenant_id(session, args.slug), redact=args.state == "on"

@@ -16,8 +16,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from core import audit, authz, db
-from core.tenancy import Identity, bootstrap
+from core import audit, db
+from core.cli_common import operator
 
 
 def _when(text: str) -> datetime:
@@ -29,12 +29,6 @@ def _when(text: str) -> datetime:
             f"{text!r} is not an ISO date or time, e.g. 2025-01-31 or 2025-01-31T08:00"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _cli_identity() -> Identity:
-    db.migrate()  # idempotent; a fresh data directory works from the first command
-    with db.session_scope() as session:
-        return authz.cli_identity(bootstrap(session).tenant_id)
 
 
 def _write(document: dict[str, Any], target: str) -> None:
@@ -58,7 +52,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    viewer = _cli_identity()
+    viewer = operator()
     with db.get_engine().begin() as connection:  # the EXPORT entry commits with the read
         document = audit.export(
             connection, viewer=viewer, event_types=args.type or (), since=args.since, until=args.until
@@ -70,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_access_review(args: argparse.Namespace) -> int:
-    viewer = _cli_identity()
+    viewer = operator()
     with db.session_scope() as session:
         document = audit.access_review(session, viewer=viewer, since=args.since, until=args.until)
     _write(document, args.output)

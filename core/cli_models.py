@@ -21,15 +21,8 @@ from datetime import date
 from typing import Any
 
 from core import db, model_registry
-from core.authz import cli_identity
+from core.cli_common import operator
 from core.errors import ModelRegistryError
-from core.tenancy import Identity, bootstrap
-
-
-def _admin() -> Identity:
-    db.migrate()  # idempotent, like every other command
-    with db.session_scope() as session:
-        return cli_identity(bootstrap(session).tenant_id)
 
 
 def _price(value: float | None) -> str:
@@ -37,7 +30,7 @@ def _price(value: float | None) -> str:
 
 
 def cmd_list(_args: argparse.Namespace) -> int:
-    _admin()
+    operator()
     with db.session_scope() as session:
         registry = model_registry.snapshot(session)
     entries = sorted(registry.entries.values(), key=lambda e: (e.spec.provider, e.model))
@@ -64,7 +57,7 @@ def _flag(text: str) -> tuple[str, Any]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    admin = _admin()
+    admin = operator()
     with db.session_scope() as session:
         existing = model_registry.snapshot(session).entry(args.model)
         if existing is None and not args.provider:
@@ -88,7 +81,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_deprecate(args: argparse.Namespace) -> int:
-    admin = _admin()
+    admin = operator()
     try:
         removal = date.fromisoformat(args.removal_date)
     except ValueError as error:
@@ -100,7 +93,7 @@ def cmd_deprecate(args: argparse.Namespace) -> int:
 
 
 def cmd_retire(args: argparse.Namespace) -> int:
-    admin = _admin()
+    admin = operator()
     with db.session_scope() as session:
         entry = model_registry.retire(session, by=admin, model=args.model, reason=args.reason)
     print(f"{entry.model} is retired: calls to it are refused and routing skips it")
@@ -108,7 +101,7 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
-    admin = _admin()
+    admin = operator()
     with db.session_scope() as session:
         entry = model_registry.reactivate(session, by=admin, model=args.model, reason=args.reason)
     print(f"{entry.model} is active again")
@@ -116,7 +109,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(_args: argparse.Namespace) -> int:
-    admin = _admin()
+    admin = operator()
     with db.session_scope() as session:
         usage = model_registry.remaining_usage(session, identity=admin)
     if not usage:
