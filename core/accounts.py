@@ -569,3 +569,32 @@ def end_session(engine: Engine, token: str, *, now: datetime | None = None) -> N
         auth.ended_at = now
         identity = Identity(tenant_id=user.tenant_id, user_id=user.id, role=user.role, name=user_label(user))
         audit.record(s.connection(), audit.LOGOUT, actor=identity, tenant_id=user.tenant_id, subject=user.email)
+
+
+def change_password(engine: Engine, token: str, *, current: str, new: str) -> None:
+    """The signed-in user changes their own password (the first admin's generated one, say). The
+    current one is checked like a sign-in, so guessing it here is slowed and locked the same way;
+    every other session of the user ends, this one stays (audited)."""
+    identity = resume(engine, token)
+    _check_password(new)
+    if new == current:
+        raise AccountError("The new password is the current one; choose another.")
+    with session_scope(engine) as s:
+        email = _user(s, identity.user_id).email
+    try:
+        login(engine, email=email, password=current)
+    except InvalidCredentialsError:
+        raise AccountError("The current password is wrong; the password was not changed.") from None
+    with session_scope(engine) as s:
+        user = _user(s, identity.user_id)
+        user.password_hash = hash_password(new)
+        s.execute(
+            update(AuthSession)
+            .where(
+                AuthSession.user_id == user.id,
+                AuthSession.ended_at.is_(None),
+                AuthSession.token_sha256 != _digest(token),
+            )
+            .values(ended_at=utcnow())
+        )
+        _audit_user(s, identity, user, {"action": "password_changed"})

@@ -119,6 +119,8 @@ def render_identity(ident: Identity) -> None:
     with st.sidebar.container(border=True):
         role = ident.role.replace("_", " ")
         st.caption(f"Signed in as **{md_escape(ident.name)}** · {md_escape(role)} · {md_escape(workspace)}")
+        with st.popover("Change password", icon=":material/password:"):
+            _change_password_form()
         if st.button("Sign out", icon=":material/logout:", key="auth_sign_out"):
             token = st.session_state.pop(AUTH_TOKEN, None)
             st.session_state.pop(AUTH_IDENTITY, None)
@@ -126,6 +128,24 @@ def render_identity(ident: Identity) -> None:
                 accounts.end_session(engine(), token)
             st.session_state[AUTH_NOTE] = "You are signed out."
             st.rerun()
+
+
+def _change_password_form() -> None:
+    with st.form("auth_change_password", clear_on_submit=True):
+        current = st.text_input("Current password", type="password", key="auth_pw_current")
+        new = st.text_input("New password (at least 12 characters)", type="password", key="auth_pw_new")
+        again = st.text_input("New password again", type="password", key="auth_pw_again")
+        if not st.form_submit_button("Change password"):
+            return
+    if new != again:
+        st.error("The two new passwords differ; nothing was changed.")
+        return
+    try:
+        accounts.change_password(engine(), st.session_state.get(AUTH_TOKEN, ""), current=current, new=new)
+    except WorkbenchError as error:
+        st.error(md_escape(error))
+        return
+    st.success("Password changed. Your other sessions have ended.")
 
 
 def navigation(ident: Identity | None) -> Any:

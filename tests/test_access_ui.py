@@ -7,12 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from streamlit.testing.v1 import AppTest
 
 from core import accounts, audit, authz, db
+from core.errors import AuthenticationError, SessionExpiredError
 from core.manuscripts import create_manuscript
-from core.models import AuditEntry, AuthSession, User, utcnow
+from core.models import AuditEntry, AuthSession, LoginThrottle, User, utcnow
 from core.pages_spec import PAGES, pages_for
 from core.settings import get_settings
 from core.tenancy import Identity, bootstrap
@@ -263,3 +264,45 @@ def test_a_deep_link_signs_in_and_then_opens_that_page(make_app: MakeApp, clean_
     sign_in(at, "ana@lab.example", PASSWORD)
     assert not at.exception, at.exception
     assert titles(at) == ["Verification"]
+
+
+def test_a_user_changes_their_own_password(make_app: MakeApp, clean_db: Engine) -> None:
+    ana = add_user(clean_db, "ana@lab.example")
+    other_session = accounts.start_session(clean_db, ana)
+    at = make_app(identity=ana)
+
+    def change(current: str, new: str, again: str) -> None:
+        at.text_input(key="auth_pw_current").input(current)
+        at.text_input(key="auth_pw_new").input(new)
+        at.text_input(key="auth_pw_again").input(again)
+        next(b for b in at.button if b.label == "Change password").click().run()
+        assert not at.exception, at.exception
+
+    change(PASSWORD, "short", "short")
+    assert any("at least 12 characters" in e.value for e in at.error)
+    change("not my password", "a brand new passphrase", "a brand new passphrase")
+    assert any("current password is wrong" in e.value for e in at.error)
+    change(PASSWORD, "a brand new passphrase", "a brand new passphrase")  # at once: a guess is slowed here too
+    assert any("wait" in e.value for e in at.error)
+    with db.session_scope(clean_db) as s:  # the wait is over (as if a second had passed)
+        s.execute(update(LoginThrottle).values(blocked_until=None))
+    change(PASSWORD, "a brand new passphrase", "a brand new passphrase")
+    assert any("Password changed" in s.value for s in at.success)
+
+    later = utcnow() + timedelta(seconds=10)
+    with pytest.raises(AuthenticationError):  # the old password is gone
+        accounts.login(clean_db, email="ana@lab.example", password=PASSWORD, now=later)
+    after_wait = later + timedelta(seconds=10)
+    assert (
+        accounts.login(clean_db, email="ana@lab.example", password="a brand new passphrase", now=after_wait).user_id
+        == ana.user_id
+    )
+    with pytest.raises(SessionExpiredError):  # her other sign-in ended; this one goes on
+        accounts.resume(clean_db, other_session)
+    assert accounts.resume(clean_db, at.session_state[AUTH_TOKEN]).user_id == ana.user_id
+    with db.session_scope(clean_db) as s:
+        entry = s.scalar(
+            select(AuditEntry).where(AuditEntry.event_type == audit.USER_CHANGED).order_by(AuditEntry.seq.desc())
+        )
+        assert entry is not None and entry.details["action"] == "password_changed"
+        assert PASSWORD not in str(entry.details) and "passphrase" not in str(entry.details)
