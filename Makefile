@@ -56,5 +56,12 @@ bench-workers: venv
 bench-dashboard: venv
 	$(PY) bench/dashboard.py
 
+# The golden set with the local provider on a fresh SQLite database in a temporary data directory;
+# exits 1 on any regression (a failed expectation or a false support), naming the failing cases.
+.PHONY: golden
+golden: venv
+	@data=$$(mktemp -d) && trap 'rm -rf "$$data"' EXIT && \
+	  env -u DATABASE_URL WORKBENCH_DATA_DIR="$$data" WORKBENCH_PROVIDER=local $(PY) -m core golden run --label "$(or $(LABEL),make golden)"
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -50,7 +50,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from core import audit, authz, policy
+from core import audit, authz, deployments, policy
 from core.authz import Permission
 from core.db import as_utc, insert_ignoring_duplicates
 from core.errors import AlertRuleError, PermissionDeniedError
@@ -588,8 +588,9 @@ def evaluate_all(engine: Engine, *, now: datetime | None = None) -> dict[int, li
 
 
 class AlertSchedule:
-    """Evaluates every tenant at most once per ``alert_interval_s``: maintenance loops call
-    ``tick`` on each of their (much more frequent) rounds."""
+    """Evaluates every tenant at most once per ``alert_interval_s``, and the prompt canaries with them
+    (``core.deployments.evaluate_canaries``): maintenance loops call ``tick`` on each of their (much
+    more frequent) rounds."""
 
     def __init__(
         self, engine: Engine, *, interval_s: float | None = None, clock: Callable[[], float] = time.monotonic
@@ -610,6 +611,10 @@ class AlertSchedule:
             evaluate_all(self.engine)
         except Exception:
             log.warning("evaluating alert rules failed; trying again in %g s", self.interval_s, exc_info=True)
+        try:  # prompt canaries on the same beat: one rolls back automatically when its figures say so
+            deployments.evaluate_canaries(self.engine)
+        except Exception:  # same reason as above: never take the maintenance loop down
+            log.warning("evaluating prompt canaries failed; trying again in %g s", self.interval_s, exc_info=True)
         return True
 
 

@@ -10,6 +10,7 @@ python -m core draft PARAGRAPH_ID
 python -m core show PARAGRAPH_ID
 python -m core verify FILE.jsonl [-o OUT.jsonl]
 python -m core prompts lock
+python -m core prompts status|activate|canary|report|promote|rollback|retire|evaluate   (core/cli_prompts.py)
 python -m core kill-switch status      kill switch and open breakers
 python -m core kill-switch engage --reason TEXT [--actor NAME]   (the CLI acts as an admin, named cli:<os user>)
 python -m core kill-switch release [--actor NAME]
@@ -17,6 +18,7 @@ python -m core breakers                every circuit breaker and its state
 python -m core breakers reset NAME [--actor NAME]
 python -m core routing show          thresholds and the model per tier per agent
 python -m core routing dry-run "brief" [--manuscript ID]   tier, score breakdown and model per agent
+python -m core routing restore VERSION   save an earlier routing version as the newest (model rollback)
 python -m core keys new [--id ID]      a fresh encryption key line, id:base64
 python -m core keys status             active key, sealed rows per key id
 python -m core keys rotate [--batch N] [--max-batches N]   re-encrypt everything to the active key
@@ -40,7 +42,18 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from core import breakers, cli_accounts, cli_audit, cli_backup, cli_models, controls, db, prompts
+from core import (
+    breakers,
+    cli_accounts,
+    cli_audit,
+    cli_backup,
+    cli_golden,
+    cli_models,
+    cli_prompts,
+    controls,
+    db,
+    prompts,
+)
 from core.cli_common import operator
 from core.errors import WorkbenchError
 from core.settings import get_settings
@@ -277,7 +290,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_lock(_args: argparse.Namespace) -> int:
-    added = prompts.lock_new_versions()
+    added = prompts.lock_new_versions(get_settings().prompts_dir)  # the folder the gateway reads
     print("locked: " + (", ".join(added) if added else "nothing new"))
     return 0
 
@@ -541,6 +554,7 @@ def _add_routing_commands(sub: Any) -> None:
         "--manuscript", type=int, metavar="ID", help="judge the brief with the facts this manuscript finds"
     )
     dry.set_defaults(func=cmd_routing_dry_run)
+    cli_prompts.add_routing_commands(group)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -591,11 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
     prompt = sub.add_parser("prompts", help="prompt registry").add_subparsers(dest="action", required=True)
     prompt.add_parser("lock", help="pin new prompt versions in prompts.lock.json").set_defaults(func=cmd_prompts_lock)
+    cli_prompts.add_commands(prompt)
     _add_control_commands(sub)
     _add_key_commands(sub)
     _add_alert_commands(sub)
     _add_routing_commands(sub)
-    for module in (cli_accounts, cli_audit, cli_models, cli_backup):
+    for module in (cli_accounts, cli_audit, cli_models, cli_backup, cli_golden):
         module.add_commands(sub)
     return parser
 

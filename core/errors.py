@@ -28,6 +28,8 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
     ├── AlertRuleError            an alert rule setting out of range or unknown
     ├── RoutingConfigError        a routing configuration that cannot be saved or read
     ├── FalseSupportError         a sentence that cannot be reported as a false support
+    ├── ReleaseGateError          a prompt version without a passing golden run of that exact file
+    ├── DeploymentError           a prompt deployment step that does not fit the current state
     ├── PermissionDeniedError     the signed-in role may not do this (``permission`` names what)
     ├── AuthenticationError       signing in failed
     │   ├── InvalidCredentialsError   unknown e-mail or wrong password (never says which)
@@ -38,7 +40,9 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
     ├── PolicyBlockedError        an agent's output broke a severe policy rule and was withheld
     ├── ModelRetiredError         a call or route to a model that is retired or not registered
     ├── ModelRegistryError        a registry entry that cannot be saved
-    └── BackupError               a backup that cannot be written or restored (newer schema, not empty)
+    ├── BackupError               a backup that cannot be written or restored (newer schema, not empty)
+    ├── GoldenSetError            a golden case file that does not validate, or a golden run that cannot start
+    └── ReplayError               a trace that cannot be replayed (no agent calls, unopenable content, a foreign model)
 """
 
 from __future__ import annotations
@@ -165,6 +169,14 @@ class RoutingConfigError(WorkbenchError):
     """A routing configuration that cannot be saved (bad threshold, model name, agent or tier) or read."""
 
 
+class ReleaseGateError(WorkbenchError):
+    """A prompt version may serve only after a passing golden run of that exact file (``core.deployments``)."""
+
+
+class DeploymentError(WorkbenchError):
+    """A deployment step that does not fit the current state (no canary to promote, a version already active)."""
+
+
 class PermissionDeniedError(WorkbenchError):
     """The signed-in user's role does not grant ``permission``."""
 
@@ -217,3 +229,13 @@ class ModelRegistryError(WorkbenchError):
 
 class BackupError(WorkbenchError):
     pass
+
+
+class GoldenSetError(WorkbenchError):
+    """A golden case file that does not validate (the message names the file and field), or a golden
+    run that cannot start (unknown agent, prompt version or model)."""
+
+
+class ReplayError(WorkbenchError):
+    """A trace that cannot be replayed: it made no agent calls, its content cannot be opened, or a pin names
+    a model the configured provider does not serve."""

@@ -2,7 +2,8 @@
 
 A researcher reports one from the Verification page (a golden run may file them too, with
 ``source="golden"``). Each report is evidence against the Verifier: the ``false_support`` alert
-rule fires on any report in its window and the false supports SLO counts them.
+rule fires on any report in its window and the false supports SLO counts them; a prompt canary
+that drafted the paragraph is rolled back at once (``core.deployments.after_false_support``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import deployments
 from core.errors import FalseSupportError, NotFoundError
 from core.models import FalseSupportReport, Paragraph, ParagraphVersion, SentenceCheck
 
@@ -90,4 +92,7 @@ def report_false_support(
     )
     session.add(report)
     session.flush()
+    # A canary that drafted this paragraph is judged now, in this transaction: any false support
+    # rolls it back at once rather than at the next scheduled evaluation (core.deployments).
+    deployments.after_false_support(session, prompt_versions=version.prompt_versions or {})
     return report

@@ -1,15 +1,15 @@
 """The one door every agent call goes through (DESIGN.md, "the loop").
 
 In order: kill switch and circuit breakers; routing (which model, and why; a retired or
-unregistered model is refused, ``core.model_registry``); prompt rendering
-from the pinned version; input normalisation and ``input_hash``; the cache (scoped by tenant);
-the token budget (tiktoken count before the call, reserved before anything is sent); the
-provider call under the retry policy of each failure class; JSON contract validation; the usage
-event with its cost; breaker bookkeeping. The input policy (``core.policy``: injections flagged
-and neutralised, PII redacted when the tenant asks) runs before rendering, so what is rendered,
-hashed, cached and sent is the screened input; the output policy runs after the contract, and a
-severe finding blocks the answer (``PolicyBlockedError``). Encrypted trajectory events join this
-order in their own issue.
+unregistered model is refused, ``core.model_registry``); prompt rendering from the pinned version
+(a caller's pin, else the deployed one: ``core.deployments``); input normalisation and
+``input_hash``; the cache (scoped by tenant); the token budget (tiktoken count before the call,
+reserved before anything is sent); the provider call under the retry policy of each failure class;
+JSON contract validation; the usage event with its cost; breaker bookkeeping. The input policy
+(``core.policy``: injections flagged and neutralised, PII redacted when the tenant asks) runs
+before rendering, so what is rendered, hashed, cached and sent is the screened input; the output
+policy runs after the contract, and a severe finding blocks the answer (``PolicyBlockedError``).
+Encrypted trajectory events join this order in their own issue.
 
 The ledger (usage events, tool calls, cache, budgets, breakers) is written on connections of
 its own, committed as it goes, so a run that fails and rolls back still leaves the record of
@@ -36,6 +36,7 @@ from core import (
     breakers,
     controls,
     crypto,
+    deployments,
     llm_cache,
     model_registry,
     policy,
@@ -84,7 +85,10 @@ class CallContext:
     prompt_versions: dict[str, str] = field(default_factory=dict)
     """Versions actually used, by agent (filled in as calls are made)."""
     prompt_pins: dict[str, str] = field(default_factory=dict)
-    """Versions to use, by agent; unpinned agents use ``prompts.DEFAULT_VERSION``."""
+    """Versions to use, by agent, over any deployment (golden runs and replays name them)."""
+    deployed_pins: dict[str, str] | None = None
+    """The version each unpinned agent uses for this run's paragraph (``core.deployments``: active or
+    canary), read at the run's first call, so a whole run drafts under one set of versions."""
     sleep: Callable[[float], None] = time.sleep
     """How the retry loop waits (tests pass a recorder)."""
     drafting: bool = False
@@ -97,6 +101,9 @@ class CallContext:
     """The model registry, read at the run's first call with the routing configuration (``core.model_registry``)."""
     redact_pii: bool | None = None
     """Whether the tenant redacts PII before text is sent (``core.policy``), read at the run's first call."""
+    model_pins: dict[str, str] = field(default_factory=dict)
+    """Models to use, by agent, over any routing (golden runs and replays name them); still refused
+    when the registry does not allow them."""
     span_id: str | None = None
     """The trajectory span (a pipeline stage) this run's calls are children of (``core.tracing``)."""
 
@@ -159,8 +166,19 @@ def normalise(value: BaseModel | Mapping[str, object]) -> str:
     return json.dumps(fold(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def input_hash(agent: str, version: str, model: str, payload: BaseModel, render: Mapping[str, object] = {}) -> str:
-    text = f"{agent}\n{version}\n{model}\n{normalise(payload)}\n{normalise(render)}"
+def input_hash(
+    agent: str,
+    version: str,
+    model: str,
+    payload: BaseModel,
+    render: Mapping[str, object] = {},
+    *,
+    prompt_sha256: str = "",
+) -> str:
+    """What a call's answer depends on. The prompt file's hash goes in beside the version name, so
+    a version served from another prompts directory (a candidate under test) never reuses a cached
+    answer of the file that shares its name."""
+    text = f"{agent}\n{version}\n{prompt_sha256}\n{model}\n{normalise(payload)}\n{normalise(render)}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -281,18 +299,24 @@ def run_agent(
     """Call ``agent`` once, through every step of the gateway; returns its validated output."""
     settings = get_settings()
     provider = get_provider(settings.provider)
-    prompt = prompts.load(agent, ctx.prompt_pins.get(agent, prompts.DEFAULT_VERSION), settings.prompts_dir)
-    if ctx.routing_config is None or ctx.models is None or ctx.redact_pii is None:
+    if ctx.routing_config is None or ctx.models is None or ctx.redact_pii is None or ctx.deployed_pins is None:
         with ctx.ledger() as connection:
+            if ctx.deployed_pins is None:
+                ctx.deployed_pins = deployments.pins_for(connection, paragraph_id=ctx.paragraph_id)
             if ctx.redact_pii is None:
                 ctx.redact_pii = policy.tenant_redacts(connection, tenant_id=ctx.tenant_id)
             if ctx.routing_config is None:
                 ctx.routing_config = routing.current_config(connection, tenant_id=ctx.tenant_id, settings=settings)
             ctx.models = ctx.models or model_registry.snapshot(connection)
+    version = ctx.prompt_pins.get(agent) or (ctx.deployed_pins or {}).get(agent, prompts.DEFAULT_VERSION)
+    prompt = prompts.load(agent, version, settings.prompts_dir)
     try:
         route = routing.choose(
             provider, prompt, settings, config=ctx.routing_config, complexity=ctx.complexity, models=ctx.models
         )
+        if agent in ctx.model_pins:
+            pinned = ctx.model_pins[agent]
+            route = routing.Route(pinned, "pinned", f"pinned to {pinned} by the caller (golden run or replay)")
         retired = ctx.models.refusal(route.model)
     except ModelRetiredError as error:  # no model left: recorded under the route the registry refused
         route = routing.choose(provider, prompt, settings, config=ctx.routing_config, complexity=ctx.complexity)
@@ -300,7 +324,7 @@ def run_agent(
     screen = policy.screen_input(agent, payload, render, redact=bool(ctx.redact_pii), provider=provider.name)
     payload, render = screen.payload, screen.render
     rendered = prompt.render(**render)
-    digest = input_hash(agent, prompt.version, route.model, payload, render)
+    digest = input_hash(agent, prompt.version, route.model, payload, render, prompt_sha256=prompt.sha256)
     ctx.prompt_versions[agent] = prompt.version
     call = _Call(
         ctx, agent, provider.name, route.model, prompt.version, digest, route, rendered=rendered, payload=payload
@@ -354,6 +378,7 @@ def run_agent(
         max_tokens=prompt.max_tokens,
         tools=_timed(call, screen.wrap_tools(tools)) if tools else {},
         timeout_s=settings.provider_timeout_s,
+        params=prompt.params,
     )
     try:
         result, output = _attempts(call, provider.complete, request, output_type, settings)

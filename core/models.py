@@ -663,3 +663,87 @@ class RegisteredModel(Base):
     updated_by: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GoldenRun(Base):
+    """One run of the golden set through the real pipeline, under the prompt versions and models named.
+
+    Workbench-wide (its manuscripts live in the golden tenant): it is what gates a prompt release.
+    """
+
+    __tablename__ = "golden_runs"
+    __table_args__ = (Index("ix_golden_started", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running", doc="running passed failed error")
+    set_sha256: Mapped[str] = mapped_column(String(64), doc="hash of the golden set's files: which cases were run")
+    provider: Mapped[str] = mapped_column(String(32))
+    prompt_versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="agent -> version")
+    prompt_hashes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="agent -> sha256 of the file")
+    models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="agent -> model actually used")
+    label: Mapped[str] = mapped_column(String(200), default="")
+    triggered_by: Mapped[str] = mapped_column(String(320), default="")
+    cases_total: Mapped[int] = mapped_column(Integer, default=0)
+    cases_passed: Mapped[int] = mapped_column(Integer, default=0)
+    expectations_total: Mapped[int] = mapped_column(Integer, default=0)
+    expectations_passed: Mapped[int] = mapped_column(Integer, default=0)
+    sentence_support_rate: Mapped[float | None] = mapped_column(Float)
+    paragraph_verification_rate: Mapped[float | None] = mapped_column(Float)
+    false_supports: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float, doc="NULL when any call was unpriced")
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    failing_cases: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GoldenCaseResult(Base):
+    """One case of a golden run: the paragraph produced, its sentence verdicts and each expectation."""
+
+    __tablename__ = "golden_case_results"
+    __table_args__ = (UniqueConstraint("run_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("golden_runs.id"), index=True)
+    case_id: Mapped[str] = mapped_column(String(100))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    verified: Mapped[bool] = mapped_column(Boolean, doc="every sentence supported")
+    paragraph_text: Mapped[str] = mapped_column(Text, default="")
+    sentences: Mapped[list[Any]] = mapped_column(JSON, default=list, doc="[{text, cites, verdict, failure_mode}]")
+    expectations: Mapped[list[Any]] = mapped_column(JSON, default=list, doc="[{kind, target, passed, detail}]")
+    false_supports: Mapped[int] = mapped_column(Integer, default=0)
+    sentence_support_rate: Mapped[float | None] = mapped_column(Float)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class PromptDeployment(Base):
+    """Which prompt version serves an agent: one ``active`` row per agent, at most one ``canary``.
+
+    Rows are never deleted: a promotion, rollback or retirement ends one row (``ended_at``) and
+    starts another, so the history of what served when stays readable.
+    """
+
+    __tablename__ = "prompt_deployments"
+    __table_args__ = (Index("ix_deploy_agent_status", "agent", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), doc="active canary retired rolled_back")
+    canary_share: Mapped[float | None] = mapped_column(Float, doc="share of paragraphs (0..1) while canary")
+    golden_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("golden_runs.id"), doc="the passing run that allowed it"
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_reason: Mapped[str] = mapped_column(Text, default="")

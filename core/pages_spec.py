@@ -28,6 +28,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/costs.py", "Costs", ":material/payments:", "Operations", Permission.VIEW_COSTS),
     PageSpec("pages/routing.py", "Routing", ":material/alt_route:", "Operations", Permission.VIEW_ROUTING),
     PageSpec("pages/trajectories.py", "Trajectories", ":material/timeline:", "Operations", Permission.VIEW_TRACES),
+    PageSpec("pages/replay.py", "Replay", ":material/replay:", "Operations", Permission.VIEW_TRACE_CONTENT),
     PageSpec("pages/prompts.py", "Prompts", ":material/description:", "Operations", Permission.VIEW_PROMPTS),
     PageSpec("pages/operations.py", "Operations", ":material/monitor_heart:", "Operations", Permission.VIEW_OPERATIONS),
     PageSpec("pages/models.py", "Models", ":material/model_training:", "Operations", Permission.VIEW_MODELS),

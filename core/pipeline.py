@@ -8,7 +8,8 @@ verified.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,6 +34,7 @@ from core.models import Fact, ParagraphVersion, SentenceCheck
 from core.progress import ProgressFn, no_progress, scaled
 from core.retrieval import corpus_fingerprint, search_corpus_tool
 from core.settings import get_settings
+from core.tenancy import is_golden_tenant
 
 
 @dataclass
@@ -57,8 +59,13 @@ def draft_paragraph(
     trace_id: str | None = None,
     progress: ProgressFn = no_progress,
     job_id: str | None = None,
+    prompt_pins: Mapping[str, str] | None = None,
+    model_pins: Mapping[str, str] | None = None,
 ) -> ParagraphVersion:
-    """Draft, verify and repair one paragraph from its brief; saves and returns a new version."""
+    """Draft, verify and repair one paragraph from its brief; saves and returns a new version.
+
+    ``prompt_pins`` and ``model_pins`` (agent -> version or model) win over what would serve
+    otherwise; golden runs and replays name them."""
     trace_id = trace_id or new_trace_id()
     draft = write_draft(
         session,
@@ -67,6 +74,8 @@ def draft_paragraph(
         trace_id=trace_id,
         progress=scaled(progress, 0.0, 0.2),
         job_id=job_id,
+        prompt_pins=prompt_pins,
+        model_pins=model_pins,
     )
     return finish_draft(
         session,
@@ -77,6 +86,8 @@ def draft_paragraph(
         trace_id=trace_id,
         progress=scaled(progress, 0.2, 1.0),
         job_id=job_id,
+        prompt_pins=prompt_pins,
+        model_pins=model_pins,
     )
 
 
@@ -90,13 +101,23 @@ class Draft:
 
     sentences: list[tuple[str, list[str]]]
     retrieved: list[str]
+    prompt_versions: dict[str, str] = field(default_factory=dict)
+    """The prompt versions the Writer's calls used: the saved version records them beside the others."""
 
     def as_dict(self) -> dict[str, object]:
-        return {"sentences": [[text, cites] for text, cites in self.sentences], "retrieved": self.retrieved}
+        return {
+            "sentences": [[text, cites] for text, cites in self.sentences],
+            "retrieved": self.retrieved,
+            "prompt_versions": self.prompt_versions,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Draft:
-        return cls([(str(text), [str(c) for c in cites]) for text, cites in data["sentences"]], list(data["retrieved"]))
+        return cls(
+            [(str(text), [str(c) for c in cites]) for text, cites in data["sentences"]],
+            list(data["retrieved"]),
+            {str(k): str(v) for k, v in data.get("prompt_versions", {}).items()},  # absent in older queued jobs
+        )
 
 
 def write_draft(
@@ -107,10 +128,13 @@ def write_draft(
     trace_id: str,
     progress: ProgressFn = no_progress,
     job_id: str | None = None,
+    prompt_pins: Mapping[str, str] | None = None,
+    model_pins: Mapping[str, str] | None = None,
 ) -> Draft:
     """The Writer's part: find facts with ``search_corpus`` and draft sentences citing them. Writes nothing."""
     paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
     ctx = _context(session, tenant_id, paragraph_id, trace_id, job_id)
+    _pin(ctx, prompt_pins, model_pins)
     ctx.drafting = True
     # The trajectory starts here and stays running until finish_draft (the next job) ends it.
     with (
@@ -147,7 +171,7 @@ def write_draft(
             )
         retrieved = [str(r["id"]) for call in ctx.tool_calls if call.name == "search_corpus" for r in call.result]
         progress(1.0, f"Writer: {len(draft.sentences)} sentences drafted")
-    return Draft([(s.text, list(s.cites)) for s in draft.sentences], retrieved)
+    return Draft([(s.text, list(s.cites)) for s in draft.sentences], retrieved, dict(ctx.prompt_versions))
 
 
 def finish_draft(
@@ -160,11 +184,15 @@ def finish_draft(
     trace_id: str,
     progress: ProgressFn = no_progress,
     job_id: str | None = None,
+    prompt_pins: Mapping[str, str] | None = None,
+    model_pins: Mapping[str, str] | None = None,
 ) -> ParagraphVersion:
     """The Verifier's and Rewriter's part: check every sentence, repair what failed, save the version."""
     settings = get_settings()
     paragraph = get_paragraph(session, tenant_id=tenant_id, paragraph_id=paragraph_id)
     ctx = _context(session, tenant_id, paragraph_id, trace_id, job_id)
+    _pin(ctx, prompt_pins, model_pins)
+    ctx.prompt_versions.update(draft.prompt_versions)  # the Writer ran in the job before this one
     ctx.drafting = True
     with tracing.run(ctx, "paragraph", paragraph_id=paragraph_id, manuscript_id=paragraph.manuscript_id) as run:
         ctx.complexity = routing.judge_paragraph(
@@ -282,6 +310,12 @@ def _context(
     return ctx
 
 
+def _pin(ctx: gateway.CallContext, prompt_pins: Mapping[str, str] | None, model_pins: Mapping[str, str] | None) -> None:
+    """The caller's pins over whatever the context chose (a golden run or a replay names them)."""
+    ctx.prompt_pins.update(prompt_pins or {})
+    ctx.model_pins.update(model_pins or {})
+
+
 def _verify_one(
     session: Session, ctx: gateway.CallContext, manuscript_id: int, text: str, cites: list[str]
 ) -> VerifierOutput:
@@ -363,15 +397,17 @@ def _save_version(
     verified = bool(sentences) and all(s.verdict.verdict == "supported" for s in sentences)
     cost, _unpriced = gateway.trace_cost(ctx)
     with ctx.ledger() as connection:
-        breakers.record_paragraph(
-            connection,
-            trace_id=ctx.trace_id,
-            sentences=len(sentences),
-            # Only drafted text says whether the models are healthy; a researcher's own edits do not.
-            unsupported=sum(s.verdict.verdict != "supported" for s in sentences) if origin == "drafted" else 0,
-            cost_usd=cost,
-            settings=get_settings(),
-        )
+        # A golden run of a weak candidate must not pause generation for everyone.
+        if not is_golden_tenant(connection, tenant_id=ctx.tenant_id):
+            breakers.record_paragraph(
+                connection,
+                trace_id=ctx.trace_id,
+                sentences=len(sentences),
+                # Only drafted text says whether the models are healthy; a researcher's own edits do not.
+                unsupported=sum(s.verdict.verdict != "supported" for s in sentences) if origin == "drafted" else 0,
+                cost_usd=cost,
+                settings=get_settings(),
+            )
     version = ParagraphVersion(
         tenant_id=ctx.tenant_id,
         paragraph_id=paragraph_id,

@@ -23,6 +23,22 @@ AGENTS = ("librarian", "writer", "verifier", "rewriter")
 DEFAULT_VERSION = "v1"
 """Version each agent uses until prompt deployments (issue 7) choose another."""
 
+RESERVED_KEYS = frozenset({"agent", "version", "model_profile", "temperature", "max_tokens"})
+"""Front-matter keys the gateway itself reads; every other key is a parameter of the version."""
+
+
+def _typed(value: Any) -> Any:
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 _FRONT_MATTER = re.compile(r"\A---\n(?P<meta>.*?)\n---\n(?P<body>.*)\Z", re.DOTALL)
 
 
@@ -33,6 +49,11 @@ class Prompt:
     sha256: str
     template: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The front matter beyond the keys the gateway reads itself, typed (int, float, bool or text)."""
+        return {k: _typed(v) for k, v in self.meta.items() if k not in RESERVED_KEYS}
 
     @property
     def temperature(self) -> float:

@@ -72,6 +72,7 @@ __all__ = [
     "parse_config",
     "provider_defaults",
     "recent_decisions",
+    "restore_config",
     "save_config",
     "unpriced_models",
 ]
@@ -316,6 +317,34 @@ def save_config(
         details={"version": latest + 1, "note": note.strip(), "changes": changes(before, config)},
     )
     return StoredConfig(latest + 1, config, note.strip(), actor.name, created)
+
+
+def restore_config(session: Session, *, tenant_id: int, by: Identity, version: int, settings: Settings) -> StoredConfig:
+    """Model rollback: save the configuration of an earlier ``version`` (0: the built-in one) as the
+    tenant's newest, through ``save_config`` (same permission, same audit entry); the history keeps
+    every version in between."""
+    if version == 0:
+        earlier = StoredConfig(0, builtin_config(settings))
+    else:
+        row = session.execute(select(*_COLUMNS).where(_T.c.tenant_id == tenant_id, _T.c.version == version)).first()
+        if row is None:
+            raise RoutingConfigError(
+                f"This workspace has no routing version {version}; pick one from the history (Routing page)."
+            )
+        earlier = _stored(row)
+    current = current_config(session, tenant_id=tenant_id, settings=settings)
+    if current.version and current.config == earlier.config:
+        raise RoutingConfigError(
+            f"Routing version {version} is what applies now (as {current.label}); nothing to restore."
+        )
+    return save_config(
+        session,
+        tenant_id=tenant_id,
+        config=earlier.config,
+        actor=by,
+        note=f"restored {earlier.label}",
+        settings=settings,
+    )
 
 
 def changes(before: RoutingConfig, after: RoutingConfig) -> list[str]:

@@ -148,6 +148,21 @@ class Settings(BaseSettings):
         validation_alias="WORKBENCH_ALERT_INTERVAL_S",
         description="How often workers evaluate the alert rules, s.",
     )
+    canary_min_paragraphs: int = Field(
+        default=20,
+        ge=1,
+        validation_alias="WORKBENCH_CANARY_MIN_PARAGRAPHS",
+        description="Paragraphs the canary and the baseline each need before their pass rates are compared "
+        "(a false support rolls a canary back at once, whatever the count).",
+    )
+    canary_pass_rate_margin: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        validation_alias="WORKBENCH_CANARY_PASS_RATE_MARGIN",
+        description="A canary whose pass rate (share of verified paragraphs) is below the baseline's by more "
+        "than this is rolled back automatically; within it, the canary may be promoted.",
+    )
     otlp_endpoint: str | None = Field(
         default=None,
         validation_alias="WORKBENCH_OTLP_ENDPOINT",

@@ -9,6 +9,7 @@ gateway's record of the model calls it made).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -40,10 +41,16 @@ def add_source(
     trace_id: str | None = None,
     progress: ProgressFn = no_progress,
     job_id: str | None = None,
+    prompt_pins: Mapping[str, str] | None = None,
+    model_pins: Mapping[str, str] | None = None,
 ) -> SourceResult:
+    """``prompt_pins`` and ``model_pins`` (agent -> version or model) name the Librarian's version and
+    model over what would serve otherwise (golden runs)."""
     trace_id = trace_id or uuid.uuid4().hex
     blob_existed = blob_path(sha256(data).hexdigest()).exists()
     ctx = gateway.CallContext(session=session, tenant_id=identity.tenant_id, trace_id=trace_id, job_id=job_id)
+    ctx.prompt_pins.update(prompt_pins or {})
+    ctx.model_pins.update(model_pins or {})
     # A file that cannot be read is a failed ingest run too: the trajectory starts before the checks.
     with tracing.run(ctx, "ingest", manuscript_id=manuscript_id) as run:
         with run.stage("prepare_pdf", bytes=len(data)):

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from core.models import Tenant, User
 
 DEFAULT_TENANT_SLUG = "default"
 DEFAULT_USER_EMAIL = "researcher@localhost"
+GOLDEN_TENANT_SLUG = "golden"
+"""The tenant golden runs draft in (``core.golden_runner``): kept out of canaries and breakers."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,8 @@ def create_tenant(session: Session, *, slug: str, name: str) -> Identity:
     session.add(user)
     session.flush()
     return Identity(tenant_id=tenant.id, user_id=user.id)
+
+
+def is_golden_tenant(db: Session | Connection, *, tenant_id: int) -> bool:
+    slug = db.execute(select(Tenant.slug).where(Tenant.id == tenant_id)).scalar()
+    return slug == GOLDEN_TENANT_SLUG

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["paragraph", "ingest", "edit", "reverify", "golden"]
+Kind = Literal["paragraph", "ingest", "edit", "reverify", "golden", "replay"]
 RUNNING, OK, ERROR = "running", "ok", "error"
 
 _TR = table_of(Trajectory)

@@ -31,7 +31,7 @@ OPTIONS_WINDOW = timedelta(days=90)
 them stays a range scan on ``ix_trajev_tenant_started`` rather than a pass over every span."""
 
 STATUSES = ("ok", "error", "running")
-KINDS = ("paragraph", "ingest", "edit", "reverify", "golden")
+KINDS = ("paragraph", "ingest", "edit", "reverify", "golden", "replay")
 
 
 @dataclass(frozen=True)

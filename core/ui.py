@@ -337,11 +337,6 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
 
 
-def not_built(issue: int, what: str) -> None:
-    """Say plainly what a page does not do yet and which issue brings it."""
-    st.info(f"**Not built yet, comes with issue {issue}:** {what}.", icon=":material/construction:")
-
-
 # Jobs: queue one where the user acts, follow it live -----------------------------------------
 
 JOB_POLL_S = 1.0

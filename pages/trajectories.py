@@ -130,6 +130,8 @@ except WorkbenchError as exc:
 
 run = trace.trajectory
 st.subheader(f"Trace {run.trace_id}")
+if not trace.content_hidden and run.calls:
+    st.page_link("pages/replay.py", label="Replay this run", icon=":material/replay:", query_params={"trace": chosen})
 m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("Status", run.status + (f" · {run.error_class}" if run.error_class else ""))
 m2.metric("Duration", "–" if run.duration_ms is None else f"{run.duration_ms:,.0f} ms")

@@ -124,6 +124,6 @@ else:
             else:
                 st.success("Reported. Ops see a critical false support alert on the Operations page.")
 st.caption(
-    "Re-running a paragraph with another prompt version or model comes with replay (issue 7); until then a "
-    "model can be forced per agent on the Routing page."
+    "To re-run a paragraph's calls with another prompt version or model, open its run on the Trajectories "
+    "page and choose Replay this run."
 )

@@ -16,13 +16,18 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from core import accounts, authz, db
 from core.demo_corpus import DEMO_BRIEFS, demo_pdfs
 from core.tenancy import bootstrap
+from tests.test_prompts_page import PromptSet, candidate_prompts
 from tests.ui_helpers import APP
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,6 +44,8 @@ CHROMIUM_ARGS = [
 SCREENSHOT = APP.parent / "docs" / "screenshot.png"
 TIMEOUT_MS = 120_000
 EMAIL, PASSWORD = "ana@lab.example", "browser test password"
+ENGINEER = "pat@lab.example"
+"""The prompt engineer who, after the researcher, compares two prompt versions on the Prompts page."""
 
 
 def _free_port() -> int:
@@ -61,6 +68,18 @@ def _wait_until_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, time
     raise RuntimeError(f"streamlit did not answer within {timeout}s:\n{log.read_text()}")
 
 
+def _pick(page: Page, label: str, option: str) -> None:
+    """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
+    from playwright.sync_api import expect
+
+    box = page.get_by_label(label, exact=True)
+    box.click()
+    if box.get_attribute("aria-expanded") != "true":  # the click focused it without opening the list
+        box.press("ArrowDown")
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option)
+
+
 def _add_researcher(database_url: str) -> None:
     """The account the test signs in with, in the server's database (migrated here first)."""
     engine = db.get_engine(database_url)
@@ -76,11 +95,26 @@ def _add_researcher(database_url: str) -> None:
             role="researcher",
             password=PASSWORD,
         )
+        accounts.create_user(
+            session,
+            by=by,
+            tenant_id=by.tenant_id,
+            email=ENGINEER,
+            display_name="Pat Engineer",
+            role="prompt_engineer",
+            password=PASSWORD,
+        )
     engine.dispose()
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+def prompt_set(tmp_path: Path) -> PromptSet:
+    """The shipped prompts and two Writer candidates, the server's prompts folder."""
+    return candidate_prompts(tmp_path / "prompts")
+
+
+@pytest.fixture
+def server(tmp_path: Path, prompt_set: PromptSet) -> Iterator[str]:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make chromium installs it)")
     port = _free_port()
@@ -91,6 +125,7 @@ def server(tmp_path: Path) -> Iterator[str]:
         "DATABASE_URL": database_url,
         "WORKBENCH_DATA_DIR": str(tmp_path),
         "WORKBENCH_PROVIDER": "local",
+        "WORKBENCH_PROMPTS_DIR": str(tmp_path / "prompts"),
     }
     log = tmp_path / "streamlit.log"
     with log.open("wb") as out:
@@ -128,7 +163,7 @@ def server(tmp_path: Path) -> Iterator[str]:
             proc.wait(timeout=5)
 
 
-def test_researcher_drafts_a_verified_paragraph_from_a_pdf(server: str) -> None:
+def test_researcher_drafts_a_verified_paragraph_from_a_pdf(server: str, prompt_set: PromptSet) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -193,5 +228,33 @@ def test_researcher_drafts_a_verified_paragraph_from_a_pdf(server: str) -> None:
             expect(page.get_by_text("Verbatim quote")).to_be_visible()
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=False)
+
+            # A prompt engineer picks two Writer versions, runs the golden set for each and sees the
+            # two paragraphs of every case side by side, with the metrics table (issue 7, Must show 4).
+            page.get_by_role("button", name="Sign out").click()
+            page.get_by_label("E-mail").fill(ENGINEER)
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("link", name="Prompts").click()
+            expect(page.get_by_role("heading", name="Prompts")).to_be_visible()
+            _pick(page, "Agent", prompt_set.agent)
+            run_weak = page.get_by_role("button", name=f"Run golden set for {prompt_set.agent} {prompt_set.weak}")
+            expect(run_weak).to_be_visible()  # the page has run again for this agent
+            _pick(page, "Version A", prompt_set.base)
+            _pick(page, "Version B", prompt_set.weak)
+            for version in (prompt_set.base, prompt_set.weak):
+                page.get_by_role("button", name=f"Run golden set for {prompt_set.agent} {version}").click()
+                expect(page.get_by_text(f"{prompt_set.agent} {version} has no finished golden run")).to_have_count(0)
+            expect(page.get_by_text("B is worse than A on: Cases passed")).to_be_visible()
+            case = page.get_by_text("Case hedges", exact=True)
+            expect(case).to_be_visible()
+            box = case.locator("xpath=ancestor::div[@data-testid='stVerticalBlock'][1]")
+            columns = box.get_by_test_id("stColumn")
+            expect(columns).to_have_count(2)
+            expect(columns.nth(0)).to_contain_text(re.compile(r"^A · passed · verified"))
+            expect(columns.nth(1)).to_contain_text(re.compile(r"^B · failed · verified"))  # max_sentences: 2
+            for column in (columns.nth(0), columns.nth(1)):
+                first = column.get_by_text(re.compile(r"^1\. .*\bsupported · cites F\d+"))
+                expect(first).to_be_visible()
         finally:
             browser.close()

@@ -71,6 +71,10 @@ def test_input_hash_ignores_whitespace_and_key_order_but_not_content() -> None:
     assert input_hash("verifier", "v1", "m", a) == input_hash("verifier", "v1", "m", b)
     assert input_hash("verifier", "v1", "m", a) != input_hash("verifier", "v1", "m", c)
     assert input_hash("verifier", "v1", "m", a) != input_hash("verifier", "v2", "m", a)
+    # The same version name from another file (a candidate in another prompts dir) is another input.
+    assert input_hash("verifier", "v1", "m", a, prompt_sha256="aa") != input_hash(
+        "verifier", "v1", "m", a, prompt_sha256="bb"
+    )
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from core import (
     pipeline,
     policy,
     policy_metrics,
+    replay,
     retrieval,
     routing,
     slo,
@@ -54,7 +55,7 @@ from core.executors import get_executor
 from core.models import Chunk, Document, Fact, Job, LlmUsageEvent, PolicyViolation, SentenceCheck, Trajectory
 from core.settings import get_settings
 from core.sources import add_source
-from core.tenancy import Identity, create_tenant
+from core.tenancy import Identity, create_tenant, is_golden_tenant
 from tests.isolation_probe import leaks
 from tests.ui_helpers import seed_drafted
 
@@ -113,6 +114,12 @@ def world(clean_db: Engine) -> World:
                 severity="medium",
                 action="flagged",
             )
+        )
+    with db.session_scope(clean_db) as s:  # A keeps a routing version of its own (B has none)
+        settings = get_settings()
+        lower = routing.builtin_config(settings).model_copy(update={"simple_below": 10.0})
+        routing.save_config(
+            s, tenant_id=a.tenant_id, config=lower, actor=replace(a, role="ops"), note="alpha", settings=settings
         )
     with db.session_scope(clean_db) as s:  # A's admin reads A's trace: the audit log names it
         trace_id = s.scalar(select(Trajectory.trace_id).where(Trajectory.tenant_id == a.tenant_id))
@@ -258,6 +265,16 @@ READS: dict[str, Call] = {
     "core.trajectories.filter_options": _s(trajectories.filter_options),
     "core.trajectories.get_trace": lambda e, w: _get_trace(e, w),
     "core.ui_queries.job_state_counts": _s(ui_queries.job_state_counts),
+    "core.replay.recorded_agents": lambda e, w: _viewer_call(e, w, replay.recorded_agents),
+    "core.replay.replay": lambda e, w: replay.replay(
+        e,
+        viewer=replace(w.b, role="admin"),
+        trace_id=w.ids["trace_id"],
+        prompt_pins={},
+        model_pins={},
+        ring=crypto.key_ring(get_settings()),
+    ),
+    "core.tenancy.is_golden_tenant": lambda e, w: _golden(e, w),
     "core.ui_queries.prompt_versions_in_use": _s(ui_queries.prompt_versions_in_use),
     "core.ui_queries.user_label": lambda e, w: _s(ui_queries.user_label, user_id=w.a.user_id)(e, w),
     "core.ui_queries.actions": lambda e, w: ui_queries.actions(e, tenant_id=w.b.tenant_id, job_ids=[w.ids["job_id"]]),
@@ -286,6 +303,18 @@ def _get_trace(engine: Engine, w: World) -> Any:
         )
 
 
+def _viewer_call(engine: Engine, w: World, fn: Callable[..., Any]) -> Any:
+    with db.session_scope(engine) as s:
+        return fn(s, viewer=replace(w.b, role="admin"), trace_id=w.ids["trace_id"])
+
+
+def _golden(engine: Engine, w: World) -> bool:
+    with engine.connect() as connection:
+        answer = is_golden_tenant(connection, tenant_id=w.b.tenant_id)
+    assert answer is False
+    return answer
+
+
 def _redacts(engine: Engine, w: World) -> bool:
     with engine.connect() as connection:
         redacts = policy.tenant_redacts(connection, tenant_id=w.b.tenant_id)
@@ -299,6 +328,9 @@ def _audit_search(engine: Engine, w: World, *, role: str, tenant_id: int | None)
 
 
 WRITES: dict[str, Call] = {
+    "core.routing.restore_config": lambda e, w: _s(
+        routing.restore_config, by=replace(w.b, role="ops"), version=1, settings=get_settings()
+    )(e, w),
     "core.documents.ingest_pdf": _s(
         documents.ingest_pdf,
         manuscript_id="@manuscript_id",
@@ -345,6 +377,11 @@ WRITES: dict[str, Call] = {
 """Writes aimed at tenant A's rows, made as tenant B: each must be refused."""
 
 NOT_A_READ: dict[str, str] = {
+    "core.deployments.activate": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
+    "core.deployments.promote": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
+    "core.deployments.retire": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
+    "core.deployments.rollback": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
+    "core.deployments.start_canary": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
     "core.accounts.create_tenant": "workbench administration (MANAGE_USERS, admins only); refusals in test_accounts",
     "core.accounts.list_tenants": "account metadata across tenants for admins only; refusals in test_accounts",
     "core.accounts.list_users": "account metadata across tenants for admins only; refusals in test_accounts",

@@ -51,6 +51,10 @@ class ProviderRequest:
     max_tokens: int = 1000
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     timeout_s: float = 60.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """What the prompt version declares beyond the reserved keys (``Prompt.params``): thresholds,
+    sentence limits, strictness. A remote model reads them in the rendered prompt; the local
+    provider applies them itself, so two versions of an agent differ offline too."""
 
 
 @dataclass(frozen=True)

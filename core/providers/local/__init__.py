@@ -6,6 +6,11 @@ prompt and the answer would cost a remote model.
 
 ``WORKBENCH_LOCAL_LATENCY_MS`` makes every call sleep that long first, so benchmarks can stand
 it in for a remote model (the work becomes I/O-bound); the answer stays the same.
+
+Each agent applies the parameters its prompt version declares (``ProviderRequest.params``: the
+front matter beyond the keys the gateway reads), so two versions of an agent differ offline too;
+a version that declares none behaves exactly as before. The parameters are listed in
+``prompts/README.md``.
 """
 
 from __future__ import annotations
@@ -34,11 +39,11 @@ class LocalProvider:
         calls: list[ToolCall] = []
         payload = request.payload
         if isinstance(payload, LibrarianInput):
-            output = librarian.extract(payload).model_dump()
+            output = librarian.extract(payload, request.params).model_dump()
         elif isinstance(payload, WriterInput):
-            output = writer.write(payload, request.tools, calls).model_dump()
+            output = writer.write(payload, request.tools, calls, request.params).model_dump()
         elif isinstance(payload, VerifierInput):
-            output = verifier.verify(payload).model_dump()
+            output = verifier.verify(payload, request.params).model_dump()
         elif isinstance(payload, RewriterInput):
             output = rewriter.rewrite(payload).model_dump()
         else:

@@ -5,9 +5,12 @@ quote is that sentence, character for character.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from core.agents.contracts import ExtractedFact, FactKind, LibrarianInput, LibrarianOutput
 from core.claims import direction_of, hedge_level, tokenize
+from core.providers.local import params as read
 from core.sentences import split_sentences
 
 MIN_WORDS = 6
@@ -33,15 +36,24 @@ _DEFINITION = re.compile(r"\b(?:is defined as|are defined as|refers to|we define
 _LIMITATION = re.compile(r"\b(?:limitation|limited by|caution|should be interpreted|not generali[sz]e)", re.IGNORECASE)
 
 
-def extract(request: LibrarianInput) -> LibrarianOutput:
+def extract(request: LibrarianInput, params: Mapping[str, Any] | None = None) -> LibrarianOutput:
+    """The chunk's statements as facts. ``params`` (from the prompt version): ``min_quote_words``
+    and ``max_quote_words`` bound a fact's length in words; ``max_facts_per_chunk`` (0: no limit)
+    keeps only the first facts of each chunk."""
+    given = params or {}
+    min_words = read.whole(given, "min_quote_words", MIN_WORDS, agent="librarian", low=1, high=MAX_WORDS)
+    max_words = read.whole(given, "max_quote_words", MAX_WORDS, agent="librarian", low=min_words, high=1000)
+    limit = read.whole(given, "max_facts_per_chunk", 0, agent="librarian", low=0, high=10_000)
     facts: list[ExtractedFact] = []
     for span in split_sentences(request.chunk_text):
+        if limit and len(facts) >= limit:
+            break
         if _REFERENCE.match(span.text):
             if span.text.lower().startswith(("references", "bibliography")):
                 break  # the rest of the chunk is the reference list
             continue
         words = span.text.split()
-        if not (MIN_WORDS <= len(words) <= MAX_WORDS) or span.text.endswith("?") or span.text[-1] not in ".)%":
+        if not (min_words <= len(words) <= max_words) or span.text.endswith("?") or span.text[-1] not in ".)%":
             continue
         if _FRONT_MATTER.match(span.text) or _title_case_ratio(words) > TITLE_CASE_LIMIT:
             continue  # keywords, headings, author and affiliation lines state no finding

@@ -5,9 +5,18 @@ Each part of the sentence must be stated by one cited fact (not pieced together 
 several), the restrictions of a restated fact (population, condition, setting,
 "some") must be kept, the roles around a relation ("A outperformed B") must not be
 swapped, and every cited fact must bear on the sentence.
+
+Parameters a prompt version may declare (``prompts/README.md``): ``strictness`` ``strict`` (the
+default) or ``lenient``, which skips the checks a weaker model is known to miss (dropped
+restrictions and elided words, facts about another named thing, swapped roles); and
+``support_threshold`` (default 1.0), the share of each part of the sentence one cited fact must
+state. The deterministic guard (``core.agents.guard``) runs beside any verdict either way.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from core.agents.contracts import VerifierInput, VerifierOutput
 from core.claims import (
@@ -25,11 +34,17 @@ from core.claims import (
     number_stems,
     tokenize,
 )
+from core.providers.local import params as read
+
+STRICT, LENIENT = "strict", "lenient"
 
 _SEGMENT_BREAKS = frozenset({";", "and", "whereas", "while", "but", "although", "though"})
 
 
-def verify(request: VerifierInput) -> VerifierOutput:
+def verify(request: VerifierInput, params: Mapping[str, Any] | None = None) -> VerifierOutput:
+    given = params or {}
+    strict = read.choice(given, "strictness", STRICT, agent="verifier", options=(STRICT, LENIENT)) == STRICT
+    threshold = read.number(given, "support_threshold", 1.0, agent="verifier", low=0.0, high=1.0)
     facts = {f.id: analyse(f.text) for f in request.facts}
     cited = [c for c in dict.fromkeys(request.cited) if c in facts]
     if not cited:
@@ -48,7 +63,7 @@ def verify(request: VerifierInput) -> VerifierOutput:
         if not stems:
             continue
         best_id, clause, missing = _best_cover(stems, evidence, aliases)
-        if missing:
+        if missing and len(stems - missing) < threshold * len(stems):
             listing = ", ".join(sorted(m.lstrip("#") for m in missing)[:5])
             return VerifierOutput(
                 verdict="unsupported",
@@ -56,6 +71,8 @@ def verify(request: VerifierInput) -> VerifierOutput:
                 reason=f"No single cited fact states this part of the sentence (not in {best_id}: {listing}).",
             )
         assert clause is not None
+        if not strict:
+            continue
         elided = _elided(clause, stems, have | sentence_numbers, aliases, entity_stems(evidence[best_id]))
         if elided:
             return VerifierOutput(
@@ -71,7 +88,7 @@ def verify(request: VerifierInput) -> VerifierOutput:
                 reason=f"{best_id} is about {foreign}, which the sentence never names; it cannot state this part.",
             )
 
-    for fact_id, fact in evidence.items():
+    for fact_id, fact in evidence.items() if strict else ():
         for clause in fact.clauses:
             finding = _scope(clause, claim, have)
             if finding:
