@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+API_PORT ?= 8000
 
-.PHONY: run test venv chromium lint typecheck bench demo clean
+.PHONY: run api test venv chromium lint typecheck bench demo clean
 
 venv: $(VENV)/.installed
 
@@ -30,9 +31,14 @@ run: venv
 	$(PY) -m core demo --if-empty
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
+# The ops HTTP API (FastAPI) beside the workbench, on the same database: bearer tokens from the API tokens page.
+api: venv
+	$(PY) -m core migrate
+	$(VENV)/bin/uvicorn api.app:app --host 127.0.0.1 --port $(API_PORT)
+
 test: venv chromium
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core workers
+	$(VENV)/bin/mypy core workers api
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -55,6 +61,13 @@ bench-workers: venv
 .PHONY: bench-dashboard
 bench-dashboard: venv
 	$(PY) bench/dashboard.py
+
+# The ops API under load (throw-away database bench_api, filled like bench_dashboard and kept for reuse):
+# the cost summary and the trajectory list served by uvicorn to 10 and 20 clients at once; P50/P95/P99 and
+# requests per second, exit 1 if a request fails or a P99 is 500 ms or more.
+.PHONY: bench-api
+bench-api: venv
+	$(PY) bench/api.py
 
 # The golden set with the local provider on a fresh SQLite database in a temporary data directory;
 # exits 1 on any regression (a failed expectation or a false support), naming the failing cases.

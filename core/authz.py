@@ -43,11 +43,13 @@ class Permission(StrEnum):
     VIEW_ALL_TENANTS = "view_all_tenants"
     MANAGE_KEYS = "manage_keys"
     BACKUP = "backup"
+    USE_API = "use_api"
+    """Hold bearer tokens of the ops API (the API tokens page); what a token may do is its role's."""
 
 
 P = Permission
 GRANTS: dict[str, frozenset[Permission]] = {
-    RESEARCHER: frozenset({P.DRAFT, P.VIEW_VERIFICATION}),
+    RESEARCHER: frozenset({P.DRAFT, P.VIEW_VERIFICATION, P.USE_API}),
     PROMPT_ENGINEER: frozenset(
         {
             P.DRAFT,
@@ -60,6 +62,7 @@ GRANTS: dict[str, frozenset[Permission]] = {
             P.VIEW_PROMPTS,
             P.MANAGE_PROMPTS,
             P.VIEW_MODELS,
+            P.USE_API,
         }
     ),
     OPS: frozenset(
@@ -77,6 +80,7 @@ GRANTS: dict[str, frozenset[Permission]] = {
             P.MANAGE_ALERTS,
             P.VIEW_MODELS,
             P.VIEW_AUDIT,
+            P.USE_API,
         }
     ),
     ADMIN: frozenset(Permission),
@@ -105,6 +109,7 @@ DESCRIPTIONS: dict[Permission, str] = {
     P.VIEW_ALL_TENANTS: "see other workspaces",
     P.MANAGE_KEYS: "rotate encryption keys",
     P.BACKUP: "back up or restore the workbench",
+    P.USE_API: "create and revoke API tokens",
 }
 
 

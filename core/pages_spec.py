@@ -34,6 +34,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/models.py", "Models", ":material/model_training:", "Operations", Permission.VIEW_MODELS),
     PageSpec("pages/audit.py", "Audit log", ":material/policy:", "Operations", Permission.VIEW_AUDIT),
     PageSpec("pages/users.py", "Users and tenants", ":material/group:", "Admin", Permission.MANAGE_USERS),
+    PageSpec("pages/api_tokens.py", "API tokens", ":material/key:", "Account", Permission.USE_API),
 )
 """Every page, in navigation order; the first one a role may open is its start page."""
 

@@ -220,6 +220,13 @@ class Settings(BaseSettings):
         description="Wait after a failed login, seconds, doubling with each further failure (capped at 8 s).",
     )
 
+    api_summary_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        validation_alias="WORKBENCH_API_SUMMARY_TTL_S",
+        description="Seconds the API keeps a cost summary per tenant and window (0: computed every time).",
+    )
+
     budget_librarian_chunk_tokens: int = Field(default=4_000, validation_alias="BUDGET_LIBRARIAN_CHUNK_TOKENS")
     budget_writer_tokens: int = Field(default=8_000, validation_alias="BUDGET_WRITER_TOKENS")
     budget_verifier_tokens: int = Field(default=4_000, validation_alias="BUDGET_VERIFIER_TOKENS")

@@ -342,7 +342,7 @@ def test_access_review_lists_users_permissions_and_who_viewed_which_trace(
     assert users["ops@lab"]["permissions"] == sorted(p.value for p in authz.GRANTS[authz.OPS])
     assert users["pe@lab-b"]["tenant"] == "lab-b" and users["pe@lab-b"]["locked"] and users["pe@lab-b"]["last_login_at"]
     assert not users["gone@lab-b"]["active"] and "view_all_tenants" in users["gone@lab-b"]["permissions"]
-    assert users["researcher@localhost"]["permissions"] == ["draft", "view_verification"]
+    assert users["researcher@localhost"]["permissions"] == ["draft", "use_api", "view_verification"]
     [viewed] = [e for e in review["activity"] if e["event_type"] == audit.TRACE_VIEWED]
     assert (viewed["subject"], viewed["actor"]) == (trace_id, "Olga Ops (ops@lab)")
     assert viewed["details"] == {"kind": "paragraph", "spans_opened": 1}, "which trace, never its content"
@@ -355,7 +355,11 @@ def test_access_review_lists_users_permissions_and_who_viewed_which_trace(
     target = tmp_path / "review.json"
     assert main(["audit", "access-review", "-o", str(target)]) == 0
     assert "access review of 5 users" in capsys.readouterr().out
-    assert json.loads(target.read_text(encoding="utf-8"))["roles"]["researcher"] == ["draft", "view_verification"]
+    assert json.loads(target.read_text(encoding="utf-8"))["roles"]["researcher"] == [
+        "draft",
+        "use_api",
+        "view_verification",
+    ]
 
 
 # -- the page ------------------------------------------------------------------------------------------------

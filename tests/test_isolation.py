@@ -25,6 +25,7 @@ import core
 from core import (
     accounts,
     alerts,
+    api_tokens,
     audit,
     authz,
     crypto,
@@ -69,7 +70,8 @@ class World:
     content: tuple[str, ...]
     """Strings only tenant A's data holds: titles, file names, briefs, facts, sentences."""
     run_ids: tuple[str, ...]
-    """Tenant A's trace and job ids: a result must not hold them (a refusal may echo the id it was asked for)."""
+    """Tenant A's trace and job ids and its token's name: metadata a result must not hold (a refusal may
+    echo the id it was asked for; an admin sees other tenants' metadata on the admin pages)."""
     ids: dict[str, Any]
     """Tenant A's ids, which tenant B's calls are given."""
 
@@ -115,6 +117,8 @@ def world(clean_db: Engine) -> World:
                 action="flagged",
             )
         )
+    with db.session_scope(clean_db) as s:  # A's researcher holds an API token
+        _secret, a_token = api_tokens.create(s, by=a, name="Alpha private token")
     with db.session_scope(clean_db) as s:  # A keeps a routing version of its own (B has none)
         settings = get_settings()
         lower = routing.builtin_config(settings).model_copy(update={"simple_below": 10.0})
@@ -152,8 +156,9 @@ def world(clean_db: Engine) -> World:
             "job_id": job_id,
             "sentence_check_id": sentences[0].id,
             "fact_refs": [f.ref for f in a_facts[:3]],
+            "token_id": a_token.id,
         }
-    return World(a=a, b=b, content=content, run_ids=(*traces, *job_ids), ids=ids)
+    return World(a=a, b=b, content=content, run_ids=(*traces, *job_ids, "Alpha private token"), ids=ids)
 
 
 Call = Callable[[Engine, World], Any]
@@ -254,6 +259,7 @@ READS: dict[str, Call] = {
         *_audit_search(e, w, role="ops", tenant_id=w.a.tenant_id),  # refused
     ],
     "core.accounts.tenant_name": _s(accounts.tenant_name),
+    "core.api_tokens.list_tokens": lambda e, w: _by_call(e, w, api_tokens.list_tokens),
     "core.model_registry.remaining_usage": lambda e, w: _s(model_registry.remaining_usage)(e, w),
     "core.policy_metrics.policy_violation_rate": _s(
         policy_metrics.policy_violation_rate,
@@ -308,6 +314,11 @@ def _viewer_call(engine: Engine, w: World, fn: Callable[..., Any]) -> Any:
         return fn(s, viewer=replace(w.b, role="admin"), trace_id=w.ids["trace_id"])
 
 
+def _by_call(engine: Engine, w: World, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    with db.session_scope(engine) as s:
+        return fn(s, by=replace(w.b, role="ops"), **kwargs)
+
+
 def _golden(engine: Engine, w: World) -> bool:
     with engine.connect() as connection:
         answer = is_golden_tenant(connection, tenant_id=w.b.tenant_id)
@@ -328,6 +339,7 @@ def _audit_search(engine: Engine, w: World, *, role: str, tenant_id: int | None)
 
 
 WRITES: dict[str, Call] = {
+    "core.api_tokens.revoke": lambda e, w: _by_call(e, w, api_tokens.revoke, token_id=w.ids["token_id"]),
     "core.routing.restore_config": lambda e, w: _s(
         routing.restore_config, by=replace(w.b, role="ops"), version=1, settings=get_settings()
     )(e, w),
@@ -377,6 +389,7 @@ WRITES: dict[str, Call] = {
 """Writes aimed at tenant A's rows, made as tenant B: each must be refused."""
 
 NOT_A_READ: dict[str, str] = {
+    "core.api_tokens.create": "creates a token of the caller's own account, in its own tenant",
     "core.deployments.activate": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
     "core.deployments.promote": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
     "core.deployments.retire": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",

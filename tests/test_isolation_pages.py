@@ -16,7 +16,7 @@ from tests.isolation_probe import leaks
 from tests.test_isolation import World, world  # noqa: F401  (the fixture)
 from tests.ui_helpers import MakeApp
 
-CROSS_TENANT_METADATA = {"pages/audit.py", "pages/users.py"}
+CROSS_TENANT_METADATA = {"pages/audit.py", "pages/users.py", "pages/api_tokens.py"}
 """Pages that show admins other tenants' metadata (never content) by design."""
 
 

@@ -1,0 +1,92 @@
+"""Bearer-token authentication and the per-token rate limit.
+
+The tenant always comes from the token: a ``tenant_id`` query parameter naming any other tenant is
+refused (403), never honoured.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.database import engine
+from core import api_tokens, authz
+from core.errors import PermissionDeniedError, SessionExpiredError
+from core.tenancy import Identity
+
+_bearer = HTTPBearer(auto_error=False, description="A token from the workbench's API tokens page.")
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float = field(default_factory=time.monotonic)
+
+
+class RateLimiter:
+    """A token bucket per API token, in this process (one uvicorn worker per machine keeps it exact;
+    several workers each allow the rate, which the README says)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+    def take(self, token_id: int, per_minute: int) -> float | None:
+        """None when the request may go ahead, else the seconds to wait."""
+        rate = per_minute / 60.0
+        with self._lock:
+            now = time.monotonic()
+            bucket = self._buckets.setdefault(token_id, _Bucket(float(per_minute), now))
+            bucket.tokens = min(float(per_minute), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
+                return None
+            return (1 - bucket.tokens) / rate
+
+
+limiter = RateLimiter()
+
+
+def current_identity(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Identity:
+    """The identity the request acts as (raises 401 without a live token, 429 over its rate)."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise SessionExpiredError("Send a bearer token: Authorization: Bearer <token from the API tokens page>.")
+    bearer = api_tokens.authenticate(engine(), credentials.credentials)
+    wait = limiter.take(bearer.token_id, bearer.rate_per_minute)
+    if wait is not None:
+        raise HTTPException(
+            status_code=429,
+            detail=f"Over this token's rate of {bearer.rate_per_minute} requests per minute; retry in {wait:.1f} s.",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    asked = request.query_params.get("tenant_id")
+    if asked is not None and asked != str(bearer.identity.tenant_id):
+        raise PermissionDeniedError(
+            "The tenant comes from the token; this request names another tenant and is refused.",
+            permission="tenant",
+        )
+    request.state.identity = bearer.identity
+    return bearer.identity
+
+
+def requires(permission: authz.Permission) -> Callable[..., Identity]:
+    """A dependency: the identity, refused (403) unless its role grants ``permission``."""
+
+    def check(identity: Annotated[Identity, Depends(current_identity)]) -> Identity:
+        authz.require(identity, permission)
+        return identity
+
+    return check
