@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import errors
@@ -52,6 +53,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         (404, "no such thing in this tenant"),
         (422, "the request is not valid"),
         (429, "over the token's rate limit; see Retry-After"),
+        (503, "the database is not answering; see Retry-After"),
     )
 }
 """Documented on every route, so the OpenAPI document describes the error bodies."""
@@ -98,6 +100,19 @@ def install(app: FastAPI) -> None:
             body(code.get(error.status_code, "http_error"), str(error.detail), request),
             status_code=error.status_code,
             headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def database_away(request: Request, error: OperationalError) -> JSONResponse:
+        log.warning("request %s: the database is not answering (%s)", request_id(request), type(error.orig).__name__)
+        return JSONResponse(
+            body(
+                "database_unavailable",
+                "The database is not answering; nothing was changed. Try again shortly.",
+                request,
+            ),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)

@@ -254,7 +254,7 @@ def cleanup(engine: Engine, kind: JobKind | None, job_id: str, payload: dict[str
     if kind is not None and kind.cleanup is not None:
         try:
             kind.cleanup(engine, payload)
-        except Exception:
+        except Exception:  # cleanup is best effort: the job's own outcome is stored already and must stand
             log.warning("cleanup after job %s failed; a stored upload may be left over", job_id, exc_info=True)
 
 

@@ -87,7 +87,7 @@ class Maintenance(threading.Thread):
             job_runner.resubmit_lost(self.engine, holds=executor.holds, dispatch=executor.submit)
         except QueueUnavailableError as error:
             log.warning("not reaping stale jobs: %s", error)
-        except Exception:
+        except Exception:  # the maintenance thread must outlive one bad round; the next round retries
             log.warning("reaping stale jobs failed", exc_info=True)
 
     def stop(self) -> None:
