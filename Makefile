@@ -25,6 +25,15 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  { echo "ERROR: chromium is missing and could not be installed (apt-get install chromium)"; exit 1; }; }
 
+# tests/test_deploy.py validates compose.yaml with `docker compose config`; without the v2 plugin, Debian's
+# docker-compose (1.29) does it (no engine needed, nothing is built or started).
+.PHONY: compose
+compose:
+	@docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1 || { \
+	  echo "Installing Debian's docker-compose to validate compose.yaml..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null) || \
+	  { echo "ERROR: neither docker compose nor docker-compose works and it could not be installed (apt-get install docker-compose)"; exit 1; }; }
+
 run: venv
 	$(PY) -m core migrate
 	$(PY) -m core users first-run
@@ -36,7 +45,7 @@ api: venv
 	$(PY) -m core migrate
 	$(VENV)/bin/uvicorn api.app:app --host 127.0.0.1 --port $(API_PORT)
 
-test: venv chromium
+test: venv chromium compose
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy core workers api
 	$(PY) -m pytest $(PYTEST_ARGS)

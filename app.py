@@ -6,10 +6,14 @@ admin's password first).
 
 import streamlit as st
 
-from core import ui
+from core import environments, ui
 
 st.set_page_config(page_title="OpusBlocks Workbench", page_icon=":material/fact_check:", layout="wide")
 
+refused = environments.refusal("web app")  # staging, production: development key, old schema, unpinned prompts
+if refused:
+    st.error(refused, icon=":material/block:")
+    st.stop()
 ui.engine()  # migrations run once per process, inside the cached factory
 identity = ui.signed_in()  # the session's sign-in, resumed (and checked) on every run
 page = ui.navigation(identity)  # the sign-in page alone, or the pages this role may open

@@ -11,12 +11,14 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from api import errors, routes_admin, routes_ops
 from api.summary_cache import SingleFlightCache
+from core import environments
 from core.settings import get_settings
 
 log = logging.getLogger("api")
@@ -29,8 +31,16 @@ def new_request_id(sent: str | None) -> str:
     return sent if sent and _SANE_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Raising here makes uvicorn exit non-zero before it serves a request (staging and production only).
+    environments.ensure_startable(component="ops API")
+    yield
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="OpusBlocks Workbench ops API",
         version=API_VERSION,
         description="Health, costs, routing, trajectories, the kill switch, the audit log, paragraph drafting "

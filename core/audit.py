@@ -61,6 +61,12 @@ MODEL_CHANGED = "model_changed"
 BACKUP = "backup"
 RESTORE = "restore"
 PERMISSION_DENIED = "permission_denied"
+INCIDENT_FREEZE = "incident_freeze"
+INCIDENT_SCOPE = "incident_scope"
+INCIDENT_ROLLBACK = "incident_rollback"
+INCIDENT_THAW = "incident_thaw"
+DRILL = "drill"
+RELEASE_CHECK = "release_check"
 EVENT_TYPES = (
     LOGIN,
     LOGIN_FAILED,
@@ -82,6 +88,12 @@ EVENT_TYPES = (
     BACKUP,
     RESTORE,
     PERMISSION_DENIED,
+    INCIDENT_FREEZE,
+    INCIDENT_SCOPE,
+    INCIDENT_ROLLBACK,
+    INCIDENT_THAW,
+    DRILL,
+    RELEASE_CHECK,
 )
 """Every event type above, in the order a form lists them."""
 

@@ -66,7 +66,7 @@ class BackupSummary:
 
 
 @contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
+def consistent_snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection whose every read sees the database as of one moment."""
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
@@ -146,7 +146,7 @@ def create_backup(
         tables_dir = Path(staging) / "tables"
         tables_dir.mkdir()
         specs: list[TableSpec] = []
-        with _snapshot(engine) as connection:
+        with consistent_snapshot(engine) as connection:
             revision = revision_of(connection)  # the first read: the snapshot starts here
             if revision is None:
                 raise BackupError(

@@ -47,9 +47,12 @@ from core import (
     cli_accounts,
     cli_audit,
     cli_backup,
+    cli_drill,
     cli_golden,
+    cli_incident,
     cli_models,
     cli_prompts,
+    cli_release,
     controls,
     db,
     prompts,
@@ -61,7 +64,9 @@ from core.tenancy import Identity, bootstrap
 
 
 def _identity() -> Identity:
-    db.migrate()  # idempotent; a fresh data directory works from the first command
+    from core import environments
+
+    environments.prepare_schema()  # local: migrate (a fresh data directory works); elsewhere: refuse an old schema
     with db.session_scope() as session:
         return bootstrap(session)
 
@@ -75,7 +80,6 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from core.demo import demo_exists, seed_demo
 
-    db.migrate()
     identity = _identity()
     with db.session_scope() as session:
         if args.if_empty and demo_exists(session, tenant_id=identity.tenant_id):
@@ -265,7 +269,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.file != "-" and not Path(args.file).is_file():
         print(f"error: no such file: {args.file}", file=sys.stderr)
         return 2
-    db.migrate()
     identity = _identity()
     bad = 0
     with contextlib.ExitStack() as stack:
@@ -296,7 +299,9 @@ def cmd_prompts_lock(_args: argparse.Namespace) -> int:
 
 
 def _migrated_engine() -> Engine:
-    db.migrate()  # idempotent, like every other command
+    from core import environments
+
+    environments.prepare_schema()  # local: migrate, idempotent; elsewhere: refuse a schema behind head
     return db.get_engine()
 
 
@@ -610,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_commands(sub)
     _add_alert_commands(sub)
     _add_routing_commands(sub)
-    for module in (cli_accounts, cli_audit, cli_models, cli_backup, cli_golden):
+    for module in (cli_accounts, cli_audit, cli_models, cli_backup, cli_golden, cli_release, cli_incident, cli_drill):
         module.add_commands(sub)
     return parser
 

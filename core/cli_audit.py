@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from core import audit, db
+from core import audit, db, environments
 from core.cli_common import operator
 
 
@@ -41,7 +41,7 @@ def _write(document: dict[str, Any], target: str) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    db.migrate()
+    environments.prepare_schema()  # local: migrate; elsewhere: refuse a schema behind head
     with db.get_engine().connect() as connection:
         report = audit.verify(connection, batch=args.batch)
     if report.intact:

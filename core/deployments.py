@@ -371,7 +371,9 @@ def activate(session: Session, *, by: Identity, agent: str, version: str, reason
     serving = _serving(connection, agent=agent)
     active, trial = _current(serving, agent, ACTIVE), _current(serving, agent, CANARY)
     current = active.version if active else prompts.DEFAULT_VERSION
-    if version == current:
+    # Without a row the default serves implicitly; activating it pins it (what production needs),
+    # so only an explicit active row of the same version is a no-op.
+    if active is not None and version == active.version:
         raise DeploymentError(f"{agent} {version} is already the active version; nothing changed.")
     if trial is not None:
         raise DeploymentError(

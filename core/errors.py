@@ -4,6 +4,7 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
 
     WorkbenchError
     ├── ConfigurationError        settings missing or inconsistent
+    │   └── StartupRefusedError   staging or production refuses to start (``core.environments``)
     ├── NotFoundError             a row that does not exist in this tenant
     ├── IngestError               an upload that cannot be ingested
     │   ├── NotAPdfError
@@ -42,7 +43,8 @@ The tree, drawn once (callers catch ``WorkbenchError``)::
     ├── ModelRegistryError        a registry entry that cannot be saved
     ├── BackupError               a backup that cannot be written or restored (newer schema, not empty)
     ├── GoldenSetError            a golden case file that does not validate, or a golden run that cannot start
-    └── ReplayError               a trace that cannot be replayed (no agent calls, unopenable content, a foreign model)
+    ├── ReplayError               a trace that cannot be replayed (no agent calls, unopenable content, a foreign model)
+    └── IncidentError             an incident or drill step that does not fit the state (already frozen, nothing frozen)
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class WorkbenchError(Exception):
 
 class ConfigurationError(WorkbenchError):
     pass
+
+
+class StartupRefusedError(ConfigurationError):
+    """The environment's profile refuses to start (development key, schema behind head, unpinned prompt);
+    the message lists every problem and its fix."""
 
 
 class NotFoundError(WorkbenchError):
@@ -239,3 +246,8 @@ class GoldenSetError(WorkbenchError):
 class ReplayError(WorkbenchError):
     """A trace that cannot be replayed: it made no agent calls, its content cannot be opened, or a pin names
     a model the configured provider does not serve."""
+
+
+class IncidentError(WorkbenchError):
+    """An incident or drill step that does not fit the current state: a freeze while one is frozen, a thaw
+    with nothing frozen, a drill while the kill switch is engaged, a bundle that cannot be written."""

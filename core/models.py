@@ -767,3 +767,54 @@ class ApiToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Incident(Base):
+    """An incident from ``incident freeze`` to ``incident thaw``: who froze generation and why, the
+    evidence bundle written at the freeze, and the jobs the freeze stopped (the thaw queues them again,
+    so nothing a user asked for is lost). Workbench-wide, like the kill switch it throws."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), doc="frozen thawed")
+    reason: Mapped[str] = mapped_column(Text)
+    opened_by: Mapped[str] = mapped_column(String(320))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    bundle_path: Mapped[str] = mapped_column(Text, default="")
+    bundle_sha256: Mapped[str] = mapped_column(String(64), default="")
+    stopped_jobs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """[{"job_id", "tenant_id", "trace_id", "kind"}] of the jobs the freeze stopped."""
+    thawed_by: Mapped[str] = mapped_column(String(320), default="")
+    thawed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    thaw_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Drill(Base):
+    """One run of an operational drill (``python -m core drill kill-switch``): when, by whom, whether
+    every step held, and what each step saw. The go-live criteria read the newest passing one."""
+
+    __tablename__ = "drills"
+    __table_args__ = (Index("ix_drills_kind_started", "kind", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    passed: Mapped[bool] = mapped_column(Boolean, default=False)
+    actor: Mapped[str] = mapped_column(String(320), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ReleaseCheck(Base):
+    """One ``python -m core release check``: the environment it ran in, each item's outcome and reason
+    ([{"item", "passed", "reason"}]), and who ran it. Kept so a release can show the check it passed."""
+
+    __tablename__ = "release_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    environment: Mapped[str] = mapped_column(String(16))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    actor: Mapped[str] = mapped_column(String(320), default="")
+    results: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -31,6 +31,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/replay.py", "Replay", ":material/replay:", "Operations", Permission.VIEW_TRACE_CONTENT),
     PageSpec("pages/prompts.py", "Prompts", ":material/description:", "Operations", Permission.VIEW_PROMPTS),
     PageSpec("pages/operations.py", "Operations", ":material/monitor_heart:", "Operations", Permission.VIEW_OPERATIONS),
+    PageSpec("pages/runbook.py", "Runbook", ":material/menu_book:", "Operations", Permission.VIEW_OPERATIONS),
     PageSpec("pages/models.py", "Models", ":material/model_training:", "Operations", Permission.VIEW_MODELS),
     PageSpec("pages/audit.py", "Audit log", ":material/policy:", "Operations", Permission.VIEW_AUDIT),
     PageSpec("pages/users.py", "Users and tenants", ":material/group:", "Admin", Permission.MANAGE_USERS),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
+    environment: Literal["local", "staging", "production"] = Field(
+        default="local",
+        validation_alias="WORKBENCH_ENV",
+        description="Settings profile: local (the embedded default, forgiving), staging or production, which "
+        "refuse to start on a development encryption key, a schema behind head or an unpinned prompt "
+        "(core/environments.py has the table).",
+    )
     data_dir: Path = Field(
         default=PROJECT_ROOT / "data",
         validation_alias="WORKBENCH_DATA_DIR",
@@ -220,6 +228,24 @@ class Settings(BaseSettings):
         description="Wait after a failed login, seconds, doubling with each further failure (capped at 8 s).",
     )
 
+    evidence_dir: Path | None = Field(
+        default=None,
+        validation_alias="WORKBENCH_EVIDENCE_DIR",
+        description="Where `incident freeze` writes evidence bundles; unset means data_dir/evidence.",
+    )
+    release_backup_max_age_h: float = Field(
+        default=24.0,
+        gt=0,
+        validation_alias="WORKBENCH_RELEASE_BACKUP_MAX_AGE_H",
+        description="The release check's rollback plan needs a backup (`python -m core backup`) this recent, hours.",
+    )
+    drill_max_age_days: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias="WORKBENCH_DRILL_MAX_AGE_DAYS",
+        description="The go-live criterion 'kill switch tested' needs a passing kill-switch drill this recent, days.",
+    )
+
     api_summary_ttl_s: float = Field(
         default=30.0,
         ge=0,
@@ -244,6 +270,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'workbench.db'}"
+
+    @property
+    def resolved_evidence_dir(self) -> Path:
+        return self.evidence_dir or self.data_dir / "evidence"
 
     @property
     def blob_dir(self) -> Path:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import alerts, breakers, controls, health, jobs, slo, ui, worker_records
+from core import alerts, breakers, controls, health, jobs, runbook, slo, ui, worker_records
 from core.authz import Permission
 from core.db import schema_is_current
 from core.ui_queries import job_rows, job_state_counts, recent_control_events, transition_rows
@@ -38,6 +38,14 @@ for event in firing:
     title = alerts.RULES[event.rule].title if event.rule in alerts.RULES else event.rule
     shout = st.error if event.severity == alerts.CRITICAL else st.warning
     shout(f"**{ui.md_escape(title)}** firing since {ui.when(event.fired_at)}: {ui.md_escape(event.message)}")
+    procedure = runbook.procedure_for_alert(event.rule)
+    if procedure is not None:  # the Runbook page opens with this procedure expanded
+        st.page_link(
+            "pages/runbook.py",
+            label=f"What to do: {ui.md_escape(procedure.title)}",
+            icon=":material/menu_book:",
+            query_params={"procedure": procedure.anchor},
+        )
 if not firing:
     st.caption("No alert is firing for this workspace.")
 

@@ -89,6 +89,7 @@ class FakeLLM:
         self.requests: list[RecordedRequest] = []
         self.cached_tokens = 0  # prompt tokens each answer reports as served from the prompt cache
         self.report_usage = True  # False: answers carry no usage, like some OpenAI-compatible servers
+        self.api_key: str | None = None  # the only key accepted (401 otherwise); None: any key
         self._script: list[Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -120,6 +121,7 @@ class FakeLLM:
             self.requests.clear()
             self.cached_tokens = 0
             self.report_usage = True
+            self.api_key = None
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in a timeout fault
@@ -146,6 +148,8 @@ class FakeLLM:
         wire = "openai" if path.endswith("/chat/completions") else "anthropic" if path.endswith("/messages") else ""
         if not wire or not isinstance(body, dict):
             return _json(404, {"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
+        if not self._key_accepted(headers):
+            return self._error(wire, Fault.status(401), headers)
         if fault is not None and fault.kind == "timeout":
             if self._stopping.wait(fault.seconds):
                 return _json(503, {"error": {"message": "shutting down"}})
@@ -160,6 +164,27 @@ class FakeLLM:
         if not self.report_usage:
             del rendered["usage"]
         return _json(200, rendered)
+
+    def _key_accepted(self, headers: dict[str, str]) -> bool:
+        presented = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        return self.api_key is None or presented == self.api_key
+
+    def _models(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """``GET /v1/models`` in the wire format the client speaks (Anthropic's SDK sends ``anthropic-version``)."""
+        with self._lock:
+            self.requests.append(RecordedRequest(path, headers, None))
+        wire = "anthropic" if "anthropic-version" in headers else "openai"
+        if path.split("?")[0] != "/v1/models":
+            return _json(404, {"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
+        if not self._key_accepted(headers):
+            return self._error(wire, Fault.status(401), headers)
+        if wire == "openai":
+            return _json(
+                200,
+                {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]},
+            )
+        model = {"type": "model", "id": "fake-model", "display_name": "Fake", "created_at": "2025-01-01T00:00:00Z"}
+        return _json(200, {"data": [model], "has_more": False, "first_id": "fake-model", "last_id": "fake-model"})
 
     def _render(self, wire: str, request: _Request, answer: _Answer) -> dict[str, Any]:
         prompt_tokens = max(1, len(json.dumps(request.body.get("messages", []))) // 4)
@@ -367,7 +392,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, reply_headers, body = self.server.fake._handle(self.path, headers, raw)
+        self._reply(*self.server.fake._handle(self.path, headers, raw))
+
+    def do_GET(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self._reply(*self.server.fake._models(self.path, headers))
+
+    def _reply(self, status: int, reply_headers: dict[str, str], body: bytes) -> None:
         try:
             self.send_response(status)
             for name, value in reply_headers.items():

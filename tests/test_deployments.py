@@ -197,6 +197,17 @@ def test_a_passing_run_of_the_exact_file_activates_it_and_drafts_use_it(
         deployments.activate(session, by=engineer, agent="writer", version="v2")
 
 
+def test_activating_the_implicit_default_pins_it(clean_db: Engine, session: Session, engineer: Identity) -> None:
+    """With no deployment row the shipped default serves implicitly; production needs it pinned by an
+    explicit activation (through the gate), and activating it a second time is the no-op."""
+    assert run_golden(clean_db).status == "passed"
+    row = deployments.activate(session, by=engineer, agent="writer", version="v1", reason="pin for production")
+    session.commit()
+    assert (row.status, row.version) == ("active", "v1") and row.golden_run_id is not None
+    with pytest.raises(DeploymentError, match="already the active version"):
+        deployments.activate(session, by=engineer, agent="writer", version="v1")
+
+
 @pytest.mark.parametrize("role", ["researcher", "ops"])
 def test_every_deployment_action_is_refused_without_manage_prompts(
     clean_db: Engine, session: Session, identity: Identity, engineer: Identity, prompts_dir: Path, role: str

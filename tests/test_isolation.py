@@ -35,6 +35,9 @@ from core import (
     documents,
     facts,
     false_supports,
+    golive,
+    incident_scope,
+    incidents,
     jobs,
     manuscripts,
     metrics,
@@ -286,9 +289,20 @@ READS: dict[str, Call] = {
     "core.ui_queries.actions": lambda e, w: ui_queries.actions(e, tenant_id=w.b.tenant_id, job_ids=[w.ids["job_id"]]),
     "core.ui_queries.live_actions": lambda e, w: _s(ui_queries.live_actions, user_id=w.a.user_id)(e, w),
     "core.ui_queries.job_rows": _s(ui_queries.job_rows),
+    "core.incident_scope.scope": lambda e, w: incident_scope.scope(
+        e, by=replace(w.b, role="ops"), trace_id=w.ids["trace_id"]
+    ),
     "core.ui_queries.transition_rows": _s(ui_queries.transition_rows, job_id="@job_id"),
+    "core.golive.snapshot": lambda e, w: _golive(e, w, golive.snapshot),
+    "core.golive.status": lambda e, w: _golive(e, w, golive.status),
 }
 """Reads, called as tenant B with tenant A's ids."""
+
+
+def _golive(engine: Engine, w: World, fn: Callable[..., Any]) -> Any:
+    # B's ops: tenant figures (costs, reports, verified versions, alert rules) of B's workspace only.
+    with db.session_scope(engine) as s:
+        return fn(s, viewer=replace(w.b, role="ops"))
 
 
 def _tool_search(engine: Engine, w: World) -> Any:
@@ -364,6 +378,9 @@ WRITES: dict[str, Call] = {
     "core.false_supports.report_false_support": lambda e, w: _s(
         false_supports.report_false_support, user_id=w.b.user_id, sentence_check_id="@sentence_check_id", note="x"
     )(e, w),
+    "core.incidents.rollback_model": lambda e, w: incidents.rollback_model(
+        e, by=replace(w.b, role="ops"), agent="writer", model="gpt-4.1-mini", reason="x", tenant_id=w.a.tenant_id
+    ),
     "core.jobs.cancel": _e(jobs.cancel, job_id="@job_id"),
     "core.jobs.retry": lambda e, w: _e(jobs.retry, user_id=w.b.user_id, job_id="@job_id", trace_id="t-iso")(e, w),
     "core.manuscripts.add_paragraph": _s(manuscripts.add_paragraph, manuscript_id="@manuscript_id", brief="hi"),
@@ -433,6 +450,10 @@ NOT_A_READ: dict[str, str] = {
     "core.routing.save_config": "saves tenant B's own configuration (tested in test_authz_actions)",
     "core.tracing.start": "writes the calling run's own trajectory",
     "core.tracing.finish": "writes the calling run's own trajectory",
+    "core.incidents.freeze": "workbench-wide: the kill switch and every queued model job (KILL_SWITCH)",
+    "core.incidents.thaw": "workbench-wide: releases the kill switch, requeues jobs in their own tenants",
+    "core.incidents.rollback_prompt": "prompt deployments are workbench-wide, not tenant data (MANAGE_PROMPTS)",
+    "core.drills.kill_switch_drill": "workbench-wide: the kill switch; its probe job is in its own drill tenant",
 }
 
 

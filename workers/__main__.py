@@ -3,8 +3,9 @@
 python -m workers [--queues facts generation verification] [--name NAME] [--burst]
 
 Needs ``REDIS_URL`` (and the same ``DATABASE_URL`` and ``WORKBENCH_DATA_DIR`` as the workbench);
-exits 2 with a message when Redis is not configured or does not answer. It migrates the database
-first, like the CLI, then runs jobs one at a time with rq's ``SimpleWorker``.
+exits 2 with a message when Redis is not configured or does not answer, or when the environment
+(``WORKBENCH_ENV``, ``core.environments``) refuses to start. In local it migrates the database first,
+like the CLI, then runs jobs one at a time with rq's ``SimpleWorker``.
 
 SimpleWorker runs each job in this process (no fork per job). So a SIGKILL, an OOM kill or a
 lost machine takes the running job down with the worker: nothing of that run is committed
@@ -33,7 +34,7 @@ from rq import SimpleWorker
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import db, job_runner, worker_records
+from core import db, environments, job_runner, worker_records
 from core.alerts import AlertSchedule
 from core.executors import MAINTENANCE_S, QueueUnavailableError, get_executor
 from core.job_kinds import QUEUES
@@ -116,6 +117,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = get_settings()
+    refused = environments.refusal("worker")  # staging, production: development key, old schema, unpinned prompts
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     if not settings.redis_url:
         print(
             "REDIS_URL is not set: workers take their jobs from Redis. Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) "
