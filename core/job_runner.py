@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -33,6 +34,9 @@ from core.settings import get_settings
 log = logging.getLogger(__name__)
 _J = table_of(Job)
 _T = table_of(JobTransition)
+LOST_GRACE_S = 1.0
+"""How long a queued job that no queue holds is watched before it counts as lost (see resubmit_lost)."""
+
 
 Work = Callable[[Session, JobRun], dict[str, Any]]
 Dispatch = Callable[[str, str], None]
@@ -334,11 +338,24 @@ def resubmit_lost(engine: Engine, *, holds: Holds, dispatch: Dispatch) -> list[s
     cutoff = utcnow() - timedelta(seconds=get_settings().job_stale_after_s)
     # Waiting since its last move to QUEUED (a requeued job is young again), not since creation.
     queued_at = select(func.max(_T.c.at)).where(_T.c.job_id == _J.c.id, _T.c.to_state == QUEUED).scalar_subquery()
-    with engine.connect() as connection:
-        waiting = connection.execute(
-            select(_J.c.id, _J.c.tenant_id, _J.c.queue).where(_J.c.state == QUEUED, queued_at < cutoff)
-        ).all()
-    lost = [row for row in waiting if not holds(row.id)]
+
+    def still_waiting() -> list[Any]:
+        with engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(_J.c.id, _J.c.tenant_id, _J.c.queue, queued_at.label("queued_at")).where(
+                        _J.c.state == QUEUED, queued_at < cutoff
+                    )
+                ).all()
+            )
+
+    suspects = {(row.id, row.queued_at): row for row in still_waiting() if not holds(row.id)}
+    if suspects:
+        # A worker that has just taken a job from Redis holds it nowhere until it claims it a moment
+        # later (rq marks it started only then): look again after that moment, and count as lost
+        # only a job still QUEUED since the same time and still held by no queue.
+        time.sleep(LOST_GRACE_S)
+    lost = [row for row in still_waiting() if (row.id, row.queued_at) in suspects and not holds(row.id)]
     for row in lost:
         job_records.move_now(
             engine,

@@ -15,7 +15,7 @@ from core.errors import AuthenticationError, SessionExpiredError
 from core.manuscripts import create_manuscript
 from core.models import AuditEntry, AuthSession, LoginThrottle, User, utcnow
 from core.pages_spec import PAGES, pages_for
-from core.settings import get_settings
+from core.settings import get_settings, reset_settings
 from core.tenancy import Identity, bootstrap
 from core.ui import AUTH_TOKEN, md_escape
 from tests.ui_helpers import APP, MakeApp, role_user
@@ -266,7 +266,12 @@ def test_a_deep_link_signs_in_and_then_opens_that_page(make_app: MakeApp, clean_
     assert titles(at) == ["Verification"]
 
 
-def test_a_user_changes_their_own_password(make_app: MakeApp, clean_db: Engine) -> None:
+def test_a_user_changes_their_own_password(
+    make_app: MakeApp, clean_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wait far longer than one AppTest run, so "at once" holds on a loaded machine too.
+    monkeypatch.setenv("WORKBENCH_LOGIN_DELAY_S", "30")
+    reset_settings()
     ana = add_user(clean_db, "ana@lab.example")
     other_session = accounts.start_session(clean_db, ana)
     at = make_app(identity=ana)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from core import job_runner, jobs
+from core import job_records, job_runner, jobs
 from core.errors import JobError
 from core.job_kinds import JobRun
 from core.manuscripts import create_manuscript
@@ -223,6 +223,42 @@ def test_a_queued_job_its_queue_lost_is_handed_over_again_once(clean_db: Engine,
     assert moved == [lost] and handed == [(lost, "generation")]
     assert story(clean_db, lost)[-1] == ("QUEUED", "QUEUED")
     assert jobs.status(clean_db, tenant_id=identity.tenant_id, job_id=fresh).state == jobs.QUEUED
+
+
+def test_a_job_a_worker_has_just_taken_is_not_handed_over_again(
+    clean_db: Engine, identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between taking a job from Redis and claiming it, a worker holds it nowhere: the first look finds
+    it in no queue, the second (after the grace) finds it RUNNING, and nothing is resubmitted."""
+    monkeypatch.setattr(job_runner, "LOST_GRACE_S", 0.05)
+    taken = jobs.submit(
+        clean_db, tenant_id=identity.tenant_id, user_id=identity.user_id, kind="draft", payload={}, trace_id="t8"
+    )
+    with clean_db.begin() as connection:
+        connection.execute(
+            update(JobTransition).where(JobTransition.job_id == taken).values(at=utcnow() - timedelta(minutes=2))
+        )
+    looks: list[str] = []
+
+    def claimed_meanwhile(job_id: str) -> bool:
+        if not looks:  # the worker claims it right after this first look
+            job_records.move_now(
+                clean_db,
+                job_id,
+                tenant_id=identity.tenant_id,
+                from_state="QUEUED",
+                to_state="RUNNING",
+                reason="started",
+            )
+        looks.append(job_id)
+        return False
+
+    handed: list[tuple[str, str]] = []
+    moved = job_runner.resubmit_lost(
+        clean_db, holds=claimed_meanwhile, dispatch=lambda job_id, queue: handed.append((job_id, queue))
+    )
+    assert moved == [] and handed == [] and looks == [taken]
+    assert ("QUEUED", "QUEUED") not in story(clean_db, taken)
 
 
 def test_an_unreachable_queue_is_a_clear_error_that_never_shows_the_redis_password(clean_db: Engine) -> None:
