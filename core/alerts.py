@@ -609,7 +609,7 @@ class AlertSchedule:
         self._due = now + self.interval_s
         try:
             evaluate_all(self.engine)
-        except Exception:
+        except Exception:  # a worker's maintenance loop must outlive a bad round; the next interval retries
             log.warning("evaluating alert rules failed; trying again in %g s", self.interval_s, exc_info=True)
         try:  # prompt canaries on the same beat: one rolls back automatically when its figures say so
             deployments.evaluate_canaries(self.engine)

@@ -16,22 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, inspect, select
-
-from core import authz, backup, db
-from core.models import Tenant
+from core import backup, db
+from core.cli_common import reading_operator
 from core.settings import get_settings
-from core.tenancy import DEFAULT_TENANT_SLUG, Identity
-
-
-def _cli_identity(engine: Engine) -> Identity:
-    """The command line's admin identity in the default tenant, found without creating anything:
-    a source is only read, and a restore target is empty (tenant 0 until the rows are in)."""
-    tenant_id = 0
-    with engine.connect() as connection:
-        if inspect(connection).has_table("tenants"):
-            tenant_id = connection.scalar(select(Tenant.id).where(Tenant.slug == DEFAULT_TENANT_SLUG)) or 0
-    return authz.cli_identity(int(tenant_id))
 
 
 def _print_tables(manifest: backup.Manifest) -> None:
@@ -42,7 +29,7 @@ def _print_tables(manifest: backup.Manifest) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     engine = db.get_engine(get_settings().resolved_database_url)
-    summary = backup.create_backup(Path(args.path), engine=engine, actor=_cli_identity(engine))
+    summary = backup.create_backup(Path(args.path), engine=engine, actor=reading_operator(engine))
     manifest = summary.manifest
     print(
         f"backup written to {summary.path} ({summary.size_bytes / 1e6:.1f} MB): {manifest.rows} rows in "
@@ -67,7 +54,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     engine = db.get_engine(get_settings().resolved_database_url)
-    summary = backup.restore_backup(Path(args.path), engine=engine, actor=_cli_identity(engine))
+    summary = backup.restore_backup(Path(args.path), engine=engine, actor=reading_operator(engine))
     manifest = summary.manifest
     print(
         f"restored {manifest.rows} rows in {len(manifest.tables)} tables and {len(manifest.blobs)} stored files from "

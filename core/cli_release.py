@@ -10,26 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import authz, db, release
-from core.models import Tenant
+from core import db, release
+from core.cli_common import reading_operator
 from core.settings import get_settings
-from core.tenancy import DEFAULT_TENANT_SLUG, Identity
-
-
-def _actor(engine: Engine, name: str | None) -> Identity:
-    """``authz.cli_identity`` in the default tenant (0 while it does not exist), named by ``--actor``."""
-    tenant_id = 0
-    with engine.connect() as connection:
-        if inspect(connection).has_table("tenants"):
-            tenant_id = connection.scalar(select(Tenant.id).where(Tenant.slug == DEFAULT_TENANT_SLUG)) or 0
-    acting = authz.cli_identity(int(tenant_id))
-    return replace(acting, name=f"{name.strip()} ({acting.name})") if name and name.strip() else acting
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -37,7 +24,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     engine = db.get_engine(settings.resolved_database_url)
     report = release.run_check(engine, settings)
     try:
-        stored = release.record(engine, report, actor=_actor(engine, args.actor))
+        stored = release.record(engine, report, actor=reading_operator(engine, args.actor))
     except SQLAlchemyError:  # the table still shows why; the database item says what is wrong
         stored = None
     if args.json:

@@ -378,7 +378,7 @@ def queue_upload(
             payload={"manuscript_id": manuscript_id, "filename": filename, "sha256": sha256},
             trace_id=trace_id,
         )
-    except Exception:
+    except Exception:  # not swallowed: re-raised once the blob no job will ever read is removed
         if created:
             delete_blob(sha256)
         raise
