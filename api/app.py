@@ -45,7 +45,8 @@ def create_app() -> FastAPI:
         version=API_VERSION,
         description="Health, costs, routing, trajectories, the kill switch, the audit log, paragraph drafting "
         "and the search_corpus tool, behind bearer tokens (one per user, from the API tokens page). The tenant "
-        "always comes from the token.",
+        "always comes from the token: a `tenant_id` naming another tenant, as a query parameter or in a JSON body, "
+        "is refused (403).",
     )
     errors.install(app)
     app.state.summary_cache = SingleFlightCache(get_settings().api_summary_ttl_s)

@@ -1,11 +1,13 @@
 """Bearer-token authentication and the per-token rate limit.
 
-The tenant always comes from the token: a ``tenant_id`` query parameter naming any other tenant is
-refused (403), never honoured.
+The tenant always comes from the token: a ``tenant_id`` naming any other tenant, whether a query
+parameter or a member of a JSON body, is refused (403), never honoured; the token's own tenant id is
+allowed (and changes nothing).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -58,8 +60,31 @@ class RateLimiter:
 limiter = RateLimiter()
 
 
+TENANT_PARAMETER = "tenant_id"
+
+
+async def named_tenants(request: Request) -> tuple[str, ...]:
+    """Every tenant the request names: its ``tenant_id`` query parameters and the ``tenant_id`` member of
+    a JSON object body, spelt as the query spells them (``2`` and ``"2"`` are both ``2``; ``null`` is
+    ``null``). Request models ignore members they do not declare, so without this a body could name
+    another tenant and the request would go ahead as if it had not."""
+    named = list(request.query_params.getlist(TENANT_PARAMETER))
+    raw = await request.body()  # FastAPI has already read it for a route with a body: this is its cache
+    if raw:
+        try:
+            document = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON: the route's own parsing refuses it, or ignores it
+            document = None
+        if isinstance(document, dict) and TENANT_PARAMETER in document:
+            value = document[TENANT_PARAMETER]
+            named.append(value if isinstance(value, str) else json.dumps(value))
+    return tuple(named)
+
+
 def current_identity(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    named: Annotated[tuple[str, ...], Depends(named_tenants)],
 ) -> Identity:
     """The identity the request acts as (raises 401 without a live token, 429 over its rate)."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
@@ -72,8 +97,7 @@ def current_identity(
             detail=f"Over this token's rate of {bearer.rate_per_minute} requests per minute; retry in {wait:.1f} s.",
             headers={"Retry-After": str(max(1, round(wait)))},
         )
-    asked = request.query_params.get("tenant_id")
-    if asked is not None and asked != str(bearer.identity.tenant_id):
+    if any(asked != str(bearer.identity.tenant_id) for asked in named):
         raise PermissionDeniedError(
             "The tenant comes from the token; this request names another tenant and is refused.",
             permission="tenant",

@@ -35,6 +35,8 @@ class Permission(StrEnum):
     KILL_SWITCH = "kill_switch"
     RESET_BREAKERS = "reset_breakers"
     MANAGE_ALERTS = "manage_alerts"
+    MANAGE_BUDGETS = "manage_budgets"
+    """Set the workspace's own token budgets (the Operations page)."""
     VIEW_MODELS = "view_models"
     MANAGE_MODELS = "manage_models"
     VIEW_AUDIT = "view_audit"
@@ -78,6 +80,7 @@ GRANTS: dict[str, frozenset[Permission]] = {
             P.KILL_SWITCH,
             P.RESET_BREAKERS,
             P.MANAGE_ALERTS,
+            P.MANAGE_BUDGETS,
             P.VIEW_MODELS,
             P.VIEW_AUDIT,
             P.USE_API,
@@ -101,6 +104,7 @@ DESCRIPTIONS: dict[Permission, str] = {
     P.KILL_SWITCH: "engage or release the kill switch",
     P.RESET_BREAKERS: "reset circuit breakers",
     P.MANAGE_ALERTS: "change alert rules",
+    P.MANAGE_BUDGETS: "change token budgets",
     P.VIEW_MODELS: "see the model registry",
     P.MANAGE_MODELS: "change the model registry",
     P.VIEW_AUDIT: "search the audit log",

@@ -49,8 +49,8 @@ class TokenBudget:
         reserved = connection.scalar(select(_T.c.reserved_tokens).where(_T.c.key == self.key)) or 0
         raise BudgetExceededError(
             f"The {agent} call needs about {tokens} tokens but only {max(self.limit - reserved, 0)} of this "
-            f"paragraph's budget of {self.limit} remain, so it was not sent. Raise BUDGET_PARAGRAPH_TOKENS "
-            f"or shorten the brief."
+            f"paragraph's budget of {self.limit} remain, so it was not sent. Raise the paragraph budget under "
+            f"Token budgets on the Operations page (default: BUDGET_PARAGRAPH_TOKENS) or shorten the brief."
         )
 
     def settle(self, connection: Connection, *, reserved: int, actual: int) -> None:

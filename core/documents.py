@@ -24,7 +24,7 @@ from core.chunking import ChunkDraft, chunk_pages
 from core.errors import DuplicateDocumentError, NotFoundError
 from core.manuscripts import get_manuscript
 from core.models import Chunk, Document
-from core.pdf import check_upload, extract_pages
+from core.pdf import HiddenText, check_upload, extract_pdf
 from core.progress import ProgressFn, no_progress, scaled
 from core.settings import get_settings
 from core.storage import delete_blob, read_blob, store_blob
@@ -71,6 +71,8 @@ class PreparedPdf:
     sha256: str
     pages: list[str]
     chunks: list[ChunkDraft]
+    hidden: tuple[HiddenText, ...] = ()
+    """Text left out because no reader can see it (``core.pdf``); the ingest run records it."""
 
 
 def ingest_pdf(
@@ -128,16 +130,17 @@ def prepare_pdf(
             document_id=existing.id,
         )
 
-    pages = extract_pages(
+    extracted = extract_pdf(
         data, max_bytes=settings.max_upload_bytes, filename=filename, progress=scaled(report, 0.02, 0.8)
     )
+    pages = extracted.pages
     blank = [number for number, text in enumerate(pages, start=1) if not text]
     if blank:
         report(0.8, f"Page{'s' if len(blank) > 1 else ''} {_page_list(blank)} had no text (scanned?) and were skipped")
     report(0.9, "Chunking")
     drafts = chunk_pages(pages, target_tokens=settings.chunk_tokens)
     report(1.0, f"{len(pages)} page{'s' if len(pages) != 1 else ''} in {len(drafts)} chunks")
-    return PreparedPdf(tenant_id, manuscript_id, filename, data, sha256, pages, drafts)
+    return PreparedPdf(tenant_id, manuscript_id, filename, data, sha256, pages, drafts, tuple(extracted.hidden))
 
 
 def save_pdf(session: Session, prepared: PreparedPdf) -> Document:

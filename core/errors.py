@@ -168,6 +168,10 @@ class AlertRuleError(WorkbenchError):
     """An alert rule setting that cannot be saved: unknown rule or parameter, value out of range."""
 
 
+class BudgetConfigError(WorkbenchError):
+    """A token budget that cannot be saved (not a whole number, out of bounds); names the budget."""
+
+
 class FalseSupportError(WorkbenchError):
     """A sentence that cannot be reported as a false support (not shown as supported, reported already)."""
 

@@ -44,6 +44,7 @@ from core import (
     prompts,
     retry,
     routing,
+    tenant_budgets,
     tracing,
 )
 from core.budgets import TokenBudget
@@ -81,6 +82,8 @@ class CallContext:
     paragraph_id: int | None = None
     job_id: str | None = None
     budget: TokenBudget | None = None
+    limits: tenant_budgets.Limits | None = None
+    """The tenant's token budgets, read at the run's first call, so a whole run draws on one set."""
     tool_calls: list[ToolCall] = field(default_factory=list)
     prompt_versions: dict[str, str] = field(default_factory=dict)
     """Versions actually used, by agent (filled in as calls are made)."""
@@ -134,20 +137,17 @@ class CallContext:
 def open_paragraph_budget(ctx: CallContext, *, settings: Settings) -> TokenBudget:
     """The run's paragraph budget (keyed by its trace id), shared by all of its calls."""
     with ctx.ledger() as connection:
-        budget = TokenBudget.open(
-            connection, key=f"paragraph:{ctx.trace_id}", tenant_id=ctx.tenant_id, limit=settings.budget_paragraph_tokens
-        )
+        limit = run_limits(ctx, connection, settings).paragraph
+        budget = TokenBudget.open(connection, key=f"paragraph:{ctx.trace_id}", tenant_id=ctx.tenant_id, limit=limit)
     ctx.budget = budget
     return budget
 
 
-def stage_budget(agent: str, settings: Settings) -> int:
-    return {
-        "librarian": settings.budget_librarian_chunk_tokens,
-        "writer": settings.budget_writer_tokens,
-        "verifier": settings.budget_verifier_tokens,
-        "rewriter": settings.budget_rewriter_tokens,
-    }[agent]
+def run_limits(ctx: CallContext, connection: Connection, settings: Settings) -> tenant_budgets.Limits:
+    """The tenant's token budgets for this run (``core.tenant_budgets``), read once per run."""
+    if ctx.limits is None:
+        ctx.limits = tenant_budgets.limits(connection, ctx.tenant_id, settings)
+    return ctx.limits
 
 
 def normalise(value: BaseModel | Mapping[str, object]) -> str:
@@ -424,12 +424,12 @@ def _reserve(
     connection: Connection, ctx: CallContext, agent: str, estimate: int, settings: Settings
 ) -> BudgetExceededError | None:
     """Check the stage budget and hold ``estimate`` tokens of the run's budget; the refusal, if any."""
-    limit = stage_budget(agent, settings)
+    limit = run_limits(ctx, connection, settings).stage(agent)
     if estimate > limit:
-        suffix = "_CHUNK" if agent == "librarian" else ""
         return BudgetExceededError(
             f"The {agent} input needs about {estimate} tokens, over its stage budget of {limit}, so it was not "
-            f"sent; raise BUDGET_{agent.upper()}{suffix}_TOKENS or split the input."
+            f"sent; raise the {agent} budget under Token budgets on the Operations page (default: "
+            f"{tenant_budgets.BY_KEY[agent].variable}) or split the input."
         )
     if ctx.budget is not None:
         try:
@@ -445,7 +445,7 @@ def _budget_check(
     """What the budget span shows: the estimate against the stage limit and the paragraph's budget."""
     check: dict[str, Any] = {
         "estimate": estimate,
-        "stage_limit": stage_budget(agent, get_settings()),
+        "stage_limit": run_limits(ctx, connection, get_settings()).stage(agent),
         "refused": refused,
     }
     if ctx.budget is not None:

@@ -36,6 +36,7 @@ from core.golden_set import GOLDEN_DIR, GoldenCase, load_set
 from core.manuscripts import add_paragraph, create_manuscript
 from core.models import GoldenCaseResult, GoldenRun, LlmCacheEntry, LlmUsageEvent, Tenant, User, utcnow
 from core.pipeline import draft_paragraph
+from core.providers import get_provider
 from core.settings import get_settings
 from core.sources import add_source
 from core.tenancy import GOLDEN_TENANT_SLUG, Identity, create_tenant
@@ -77,10 +78,17 @@ def check_pins(session: Session, pins: Pins) -> dict[str, str]:
     for agent, version in pins.prompts.items():
         hashes[agent] = prompts.load(agent, version, settings.prompts_dir).sha256
     registry = model_registry.snapshot(session)
+    provider = get_provider(settings.provider).name
     for agent, model in pins.models.items():
         refusal = registry.refusal(model)
         if refusal is not None:
             raise GoldenSetError(f"Golden run refused: --model {agent}={model}: {refusal}")
+        elsewhere = registry.other_provider(model, provider)
+        if elsewhere is not None:
+            raise GoldenSetError(
+                f"Golden run refused: --model {agent}={model}: {elsewhere}; pin a {provider} model "
+                f"(`python -m core models list`)."
+            )
     return hashes
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from core import alerts, authz, deployments, prompts
+from core import alerts, authz, deployments, prompts, tenant_budgets
 from core.authz import Permission
 from core.db import as_utc
 from core.models import (
@@ -270,14 +270,23 @@ def _release(session: Session) -> ReleaseRecord | None:
     return ReleaseRecord(as_utc(row.at), row.environment, bool(row.passed), row.actor, _failed_items(row.results))
 
 
-def _token_budgets(settings: Settings) -> dict[str, int]:
-    return {
-        "librarian per chunk": settings.budget_librarian_chunk_tokens,
-        "writer": settings.budget_writer_tokens,
-        "verifier": settings.budget_verifier_tokens,
-        "rewriter": settings.budget_rewriter_tokens,
-        "paragraph": settings.budget_paragraph_tokens,
-    }
+_BUDGET_NAMES = {
+    "librarian": "librarian per chunk",
+    "writer": "writer",
+    "verifier": "verifier",
+    "rewriter": "rewriter",
+    "paragraph": "paragraph",
+}
+
+
+def _token_budgets(session: Session, tenant_ids: Sequence[int], settings: Settings) -> dict[str, int]:
+    """Each budget as the most generous covered workspace has it (``core.tenant_budgets``): the
+    bound a run can reach, not the environment's default alone."""
+    connection = session.connection()
+    limits = [tenant_budgets.limits(connection, tenant_id, settings) for tenant_id in tenant_ids]
+    if not limits:
+        limits = [tenant_budgets.defaults(settings)]
+    return {name: max(limit.tokens[key] for limit in limits) for key, name in _BUDGET_NAMES.items()}
 
 
 def snapshot(
@@ -297,7 +306,7 @@ def snapshot(
         verified_with_unsupported=_verified_with_unsupported(session, tenant_ids),
         false_supports=_false_supports(session, tenant_ids, moment - timedelta(days=FALSE_SUPPORT_DAYS)),
         cap_usd=settings.breaker_paragraph_cost_usd,
-        token_budgets=_token_budgets(settings),
+        token_budgets=_token_budgets(session, tenant_ids, settings),
         costs=_costs(session, tenant_ids, moment - timedelta(days=COST_DAYS), moment),
         pages=tuple(
             PagePresence(path, any(p.path == path for p in PAGES), (PROJECT_ROOT / path).is_file())

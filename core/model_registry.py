@@ -259,6 +259,15 @@ class Snapshot:
             )
         return None
 
+    def other_provider(self, model: str, provider: str) -> str | None:
+        """Why ``model`` cannot be pinned under ``provider``, or None. The gateway sends every call to
+        the configured provider whatever the pin says, so a pin of another provider's model would be
+        answered by this one and recorded and priced as the other."""
+        entry = self.entry(model)
+        if entry is None or entry.spec.provider == provider:
+            return None
+        return f"Model {model} is served by {entry.spec.provider}, but this workbench calls {provider}"
+
     def warn_deprecated(self, model: str, *, trace_id: str) -> None:
         """Log once per snapshot (per run) that a deprecated model was called."""
         entry = self.entry(model)

@@ -818,3 +818,22 @@ class ReleaseCheck(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     actor: Mapped[str] = mapped_column(String(320), default="")
     results: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class TenantBudget(Base):
+    """A workspace's own token budgets, set by ops on the Operations page (``core.tenant_budgets``).
+
+    A NULL column means "the environment's default" (``BUDGET_*_TOKENS``), so a deploy that raises a
+    default still reaches every workspace that never chose its own. Changes are audited with before
+    and after."""
+
+    __tablename__ = "tenant_budgets"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    librarian_chunk_tokens: Mapped[int | None] = mapped_column(Integer)
+    writer_tokens: Mapped[int | None] = mapped_column(Integer)
+    verifier_tokens: Mapped[int | None] = mapped_column(Integer)
+    rewriter_tokens: Mapped[int | None] = mapped_column(Integer)
+    paragraph_tokens: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(320), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -9,7 +9,12 @@ quote it verbatim, so normalisation is deliberately moderate and happens exactly
   break is rejoined (``treat-\\nment`` -> ``treatment``, but ``drought-\\ntolerant`` keeps its
   hyphen when the document shows it is a compound);
 * headings and paragraph ends stay on their own lines, and a bare page number printed at the top
-  or bottom of a page is dropped.
+  or bottom of a page is dropped;
+* text a reader cannot see (white fill, a font under 1 pt, render mode 3 or 7) is left out: the
+  Librarian must not quote what nobody can find in the PDF. What was left out is reported beside
+  the pages (``HiddenText``: page, kind, length, sha256, never the text), and the ingest run
+  records it as an ``input.invisible_text`` policy violation. The invisible text layer of an
+  OCR'd scan (render mode 3 over a page-sized image) is what a reader sees and is kept.
 
 Everything else (words, numbers, punctuation) is kept exactly as pypdf extracts it. The work is
 one pypdf pass per page plus a few regex passes and a loop over lines, never over characters, so
@@ -18,16 +23,19 @@ ingestion stays close to raw ``extract_text`` speed (see ``bench/ingest.py``).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
-from pypdf import PdfReader
+from pypdf import PageObject, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
-from pypdf.generic import DictionaryObject
+from pypdf.generic import ArrayObject, ByteStringObject, DictionaryObject
 
 from core.errors import (
     ConfigurationError,
@@ -185,10 +193,38 @@ def _has_images(reader: PdfReader) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class HiddenText:
+    """Text of one page that pypdf extracts but a reader cannot see, left out of the page text.
+
+    Only its page, how it was hidden, its length and its sha256 are kept: the text itself is an
+    attacker's, and the sha256 lets a reviewer match it to the PDF without storing it."""
+
+    page: int
+    kinds: frozenset[str]
+    """``white``, ``tiny`` or ``invisible`` (render mode 3 or 7)."""
+    chars: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PdfText:
+    pages: list[str]
+    """The normalised text of each page, in page order (index 0 is page 1); ``""`` for a page without text."""
+    hidden: list[HiddenText]
+
+
 def extract_pages(
     data: bytes, *, max_bytes: int, filename: str | None = None, progress: ProgressFn | None = None
 ) -> list[str]:
-    """The normalised text of each page, in page order (index 0 is page 1).
+    """The normalised text of each page, in page order (index 0 is page 1); see ``extract_pdf``."""
+    return extract_pdf(data, max_bytes=max_bytes, filename=filename, progress=progress).pages
+
+
+def extract_pdf(
+    data: bytes, *, max_bytes: int, filename: str | None = None, progress: ProgressFn | None = None
+) -> PdfText:
+    """The normalised text of each page, and what was left out of it because no reader can see it.
 
     Raises ``NotAPdfError``, ``FileTooLargeError``, ``EncryptedPdfError``, ``CorruptPdfError`` or
     ``EmptyPdfError`` with a message that says what to do. A page without text gives ``""``.
@@ -203,10 +239,14 @@ def extract_pages(
     if total == 0:
         raise EmptyPdfError(f"{name} has no pages. Check that you picked the right file.")
     raw: list[str] = []
+    hidden: list[HiddenText] = []
     for number in range(1, total + 1):
         report((number - 1) / total, f"Reading page {number} of {total}")
         with _reading(name, f" (page {number})"):
-            raw.append(pages[number - 1].extract_text())
+            text, left_out = read_page(pages[number - 1], number)
+        raw.append(text)
+        if left_out is not None:
+            hidden.append(left_out)
     report(1.0, f"Read {total} page{'s' if total != 1 else ''}")
     texts = normalise_pages(raw)
     if not any(texts):
@@ -219,7 +259,180 @@ def extract_pages(
             f"{name} has no extractable text on any of its {total} page{'s' if total != 1 else ''}. If it is a "
             "scan, run OCR on it first (for example with ocrmypdf); otherwise check that you picked the right file."
         )
-    return texts
+    return PdfText(texts, hidden)
+
+
+# --- text a reader cannot see -------------------------------------------------------------------
+
+WHITE_LEVEL = 0.95
+"""A fill at least this light (gray, each RGB channel; CMYK at most 1 - this in every ink) is white on paper."""
+MIN_VISIBLE_PT = 1.0
+"""Text whose effective size (font size times the text and user matrices' scale) is below this is unreadable."""
+SCAN_COVERAGE = 0.5
+"""An image covering at least this share of the page makes render-mode-3 text an OCR layer, not a hiding place."""
+
+_SHOWS = frozenset({b"Tj", b"TJ", b"'", b'"'})
+_COMPONENTS = {"/DeviceGray": 1, "/CalGray": 1, "/G": 1, "/DeviceRGB": 3, "/CalRGB": 3, "/RGB": 3}
+_COMPONENTS |= {"/DeviceCMYK": 4, "/CMYK": 4}
+
+
+def _is_white(values: list[Any]) -> bool:
+    try:
+        levels = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    if len(levels) == 1 or len(levels) == 3:
+        return min(levels) >= WHITE_LEVEL
+    if len(levels) == 4:
+        return max(levels) <= 1 - WHITE_LEVEL
+    return False
+
+
+class _Ink:
+    """pypdf visitor: follows the graphics state and blanks the text shows on one side of "can a reader see it".
+
+    pypdf joins the text of consecutive shows before ``visitor_text`` sees it, so a hidden word inside
+    a visible line cannot be told apart there; instead each show operator is judged in
+    ``visitor_operand_before`` and its string emptied in place when its text must not be extracted.
+    Only numbers are compared per operator, so a page costs about as much as ``extract_text`` alone.
+    """
+
+    def __init__(self, page: PageObject, *, keep_hidden: bool, ocr_layer: bool) -> None:
+        self.keep_hidden = keep_hidden
+        self.ocr_layer = ocr_layer
+        """Treat render mode 3 as visible (the page is a scan with a text layer)."""
+        self.kinds: set[str] = set()
+        self.deferred = False
+        """Render-mode-3 text was kept because the page may be a scan."""
+        self.covered = False
+        """An image covering most of the page was drawn."""
+        # fill white, stroke white, fill components, stroke components, render mode, font size
+        self.state: list[Any] = [False, False, 1, 1, 0, 1.0]
+        self.stack: list[list[Any]] = []
+        self.forms: list[int] = []
+        resources = page.get("/Resources")
+        self.resources = resources.get_object() if resources is not None else DictionaryObject()
+        box = page.mediabox
+        self.page_area = abs(float(box.width) * float(box.height)) or 1.0
+
+    def before(self, op: bytes, operands: list[Any], cm: list[float], tm: list[float]) -> None:
+        state = self.state
+        if op in _SHOWS:
+            kind = self._hidden_kind(cm, tm)
+            if (kind is not None) != self.keep_hidden and operands:
+                if op == b"TJ":
+                    operands[0] = ArrayObject()
+                else:
+                    operands[-1] = ByteStringObject(b"")
+            if kind is not None:
+                self.kinds.add(kind)
+        elif op == b"q":
+            self.stack.append(state.copy())
+        elif op == b"Q":
+            if self.stack:
+                self.state = self.stack.pop()
+        elif op == b"Tf":
+            if len(operands) > 1 and isinstance(operands[1], int | float):
+                state[5] = abs(float(operands[1]))
+        elif op == b"Tr":
+            if operands and isinstance(operands[0], int | float):
+                state[4] = int(operands[0])
+        elif op in (b"g", b"rg", b"k"):
+            state[0] = _is_white(operands)
+        elif op in (b"G", b"RG", b"K"):
+            state[1] = _is_white(operands)
+        elif op in (b"sc", b"scn", b"SC", b"SCN"):
+            fill = op.islower()
+            components = state[2 if fill else 3]
+            white = len(operands) == components and _is_white(operands)
+            state[0 if fill else 1] = white
+        elif op in (b"cs", b"CS"):
+            # A new colour space starts at its initial colour (black for the device spaces).
+            state[2 if op == b"cs" else 3] = self._components(operands[0] if operands else None)
+            state[0 if op == b"cs" else 1] = False
+        elif op == b"Do":
+            self.forms.append(len(self.stack))
+            self.stack.append(state.copy())
+            if not self.covered and abs(cm[0] * cm[3] - cm[1] * cm[2]) >= SCAN_COVERAGE * self.page_area:
+                self.covered = self._is_image(operands[0] if operands else None)
+
+    def after(self, op: bytes, operands: list[Any], cm: list[float], tm: list[float]) -> None:
+        # A form XObject runs inside its own saved graphics state: undo whatever it left behind.
+        if op == b"Do" and self.forms:
+            depth = self.forms.pop()
+            self.state = self.stack[depth]
+            del self.stack[depth:]
+
+    def _hidden_kind(self, cm: list[float], tm: list[float]) -> str | None:
+        fill_white, stroke_white, _, _, mode, size = self.state
+        if mode == 3 or mode == 7:
+            if not self.ocr_layer:
+                return "invisible"
+            self.deferred = True
+        # Modes 0/4 fill, 1/5 stroke, 2/6 both: text is white if every way it is painted is white.
+        elif (fill_white or mode in (1, 5)) and (stroke_white or mode in (0, 4)):
+            return "white"
+        scale = abs((tm[0] * tm[3] - tm[1] * tm[2]) * (cm[0] * cm[3] - cm[1] * cm[2]))
+        if size * size * scale < MIN_VISIBLE_PT * MIN_VISIBLE_PT:
+            return "tiny"
+        return None
+
+    def _components(self, name: Any) -> int:
+        if name in _COMPONENTS:
+            return _COMPONENTS[name]
+        try:  # a named colour space: an ICC profile says how many components it has
+            spaces = self.resources.get("/ColorSpace")
+            space = spaces.get_object()[name].get_object() if spaces is not None else None
+            if isinstance(space, ArrayObject) and space and space[0] == "/ICCBased":
+                return int(space[1].get_object().get("/N", 0))
+        except Exception:  # an unresolvable colour space is simply not known to be white
+            return 0
+        return 0
+
+    def _is_image(self, name: Any) -> bool:
+        try:
+            xobjects = self.resources.get("/XObject")
+            xobject = xobjects.get_object()[name].get_object() if xobjects is not None else None
+            return isinstance(xobject, DictionaryObject) and xobject.get("/Subtype") == "/Image"
+        except Exception:  # a broken resource is not a scan
+            return False
+
+
+def _page_has_images(page: PageObject) -> bool:
+    resources = page.get("/Resources")
+    xobjects = resources.get_object().get("/XObject") if resources is not None else None
+    if xobjects is None:
+        return False
+    return any(
+        isinstance(x := ref.get_object(), DictionaryObject) and x.get("/Subtype") == "/Image"
+        for ref in xobjects.get_object().values()
+    )
+
+
+def _extract(page: PageObject, *, keep_hidden: bool, ocr_layer: bool) -> tuple[str, _Ink]:
+    ink = _Ink(page, keep_hidden=keep_hidden, ocr_layer=ocr_layer)
+    text = page.extract_text(visitor_operand_before=ink.before, visitor_operand_after=ink.after)
+    return text, ink
+
+
+def read_page(page: PageObject, number: int) -> tuple[str, HiddenText | None]:
+    """pypdf's text of the page without what a reader cannot see, and what was left out.
+
+    One extraction for an ordinary page; a second (the hidden text alone, for its length and sha256)
+    only when something is hidden, and a third when a page with images turns out not to be a scan.
+    """
+    text, ink = _extract(page, keep_hidden=False, ocr_layer=_page_has_images(page))
+    if ink.deferred and not ink.covered:
+        text, ink = _extract(page, keep_hidden=False, ocr_layer=False)
+    if not ink.kinds:
+        return text, None
+    hidden, _ = _extract(page, keep_hidden=True, ocr_layer=ink.ocr_layer)
+    hidden = " ".join(_clean_lines(hidden))
+    if not hidden:
+        return text, None  # only spaces were hidden
+    log.info("page %d: %d characters a reader cannot see left out (%s)", number, len(hidden), sorted(ink.kinds))
+    digest = hashlib.sha256(hidden.encode("utf-8", "surrogatepass")).hexdigest()
+    return text, HiddenText(number, frozenset(ink.kinds), len(hidden), digest)
 
 
 # --- normalisation -----------------------------------------------------------------------------

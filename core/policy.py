@@ -9,6 +9,9 @@ the facts given to the Writer, Verifier and Rewriter, and the Writer's ``search_
   data: hidden characters are stripped and role markers neutralised in every string sent (one
   look-alike character for one, so offsets hold), and ``core.facts`` rejects any fact whose quote
   or text carries an instruction span, so nothing injected becomes a fact the Writer could see;
+* text the PDF draws invisibly (white, under 1 pt, render mode 3) never reaches a model: ``core.pdf``
+  leaves it out and reports it, and the ingest run records it as ``input.invisible_text``
+  (``record_invisible_text``);
 * e-mail addresses and phone numbers are replaced by stable placeholders (``[EMAIL_1]``) in every
   string sent when the tenant asks for it (``Tenant.redact_pii``), and restored in the output
   here, locally, so verbatim quotes and verdicts still work. Redaction runs for every provider,
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +42,7 @@ from core import audit
 from core import policy_rules as rules
 from core.errors import PolicyBlockedError
 from core.models import PolicyViolation, Tenant, table_of, utcnow
+from core.pdf import HiddenText
 from core.policy_metrics import PolicyRate, policy_violation_rate
 from core.policy_redaction import Redactor
 from core.providers.base import ToolSpec
@@ -74,7 +78,14 @@ BLOCKING_CITATION_AGENTS = frozenset({"writer", "rewriter"})
 MAX_ROWS_PER_CALL = 25
 """Findings recorded per agent call at most (the rest are counted in the last row's detail)."""
 
-_INPUT_SEVERITY = {rules.INSTRUCTION: "medium", rules.ROLE_MARKER: "medium", rules.HIDDEN_TEXT: "medium"}
+_INPUT_SEVERITY = {
+    rules.INSTRUCTION: "medium",
+    rules.ROLE_MARKER: "medium",
+    rules.HIDDEN_TEXT: "medium",
+    # Like hidden characters: a deliberate trick, already neutralised (the text never reaches a model),
+    # so not severe; and white text on a dark figure or table is a false positive that must not block.
+    rules.INVISIBLE_TEXT: "medium",
+}
 
 
 def leaves_machine(provider: str) -> bool:
@@ -90,6 +101,7 @@ class Finding:
     location: str
     detail: str
     excerpt: str  # hashed when stored, never stored itself
+    digest: str | None = None  # the excerpt's sha256 when the excerpt is not at hand (invisible text)
 
 
 def _map_strings(value: Any, fn: Callable[[str, tuple[Any, ...]], str], path: tuple[Any, ...] = ()) -> Any:
@@ -250,41 +262,68 @@ class Screen:
         if not self.findings:
             return
         findings, self.findings = self.findings, []
-        extra = len(findings) - MAX_ROWS_PER_CALL
-        if extra > 0:
-            last = findings[MAX_ROWS_PER_CALL - 1]
-            findings = [
-                *findings[: MAX_ROWS_PER_CALL - 1],
-                replace(last, detail=f"{last.detail} (and {extra} more findings in this call)"),
-            ]
-        now = utcnow()
-        rows = [
-            {
-                "tenant_id": ctx.tenant_id,
-                "trace_id": ctx.trace_id,
-                "paragraph_id": ctx.paragraph_id,
-                "agent": self.agent,
-                "direction": f.direction,
-                "rule": f.rule,
-                "severity": f.severity,
-                "action": f.action,
-                "location": f.location[:200],
-                "detail": f.detail,
-                "excerpt_sha256": hashlib.sha256(f.excerpt.encode("utf-8", "surrogatepass")).hexdigest(),
-                "created_at": now,
-            }
-            for f in findings
+        _write_findings(connection, ctx, self.agent, findings)
+
+
+def record_invisible_text(connection: Connection, ctx: CallContext, hidden: Sequence[HiddenText]) -> None:
+    """Record what ``core.pdf`` left out of a source because no reader can see it, one finding per
+    page, as the Librarian's input (the agent the text was aimed at); the stored hash is the hidden
+    text's, so a reviewer can match it to the PDF."""
+    findings = [
+        Finding(
+            rules.INVISIBLE_TEXT,
+            _INPUT_SEVERITY[rules.INVISIBLE_TEXT],
+            "flagged",
+            "input",
+            f"source (page {h.page})",
+            f"{h.chars} characters a reader cannot see "
+            f"({', '.join(rules.INVISIBLE_KINDS.get(k, k) for k in sorted(h.kinds))}) on page {h.page}, "
+            "left out of the text",
+            "",
+            h.sha256,
+        )
+        for h in hidden
+    ]
+    if findings:
+        _write_findings(connection, ctx, "librarian", findings)
+
+
+def _write_findings(connection: Connection, ctx: CallContext, agent: str, findings: list[Finding]) -> None:
+    extra = len(findings) - MAX_ROWS_PER_CALL
+    if extra > 0:
+        last = findings[MAX_ROWS_PER_CALL - 1]
+        findings = [
+            *findings[: MAX_ROWS_PER_CALL - 1],
+            replace(last, detail=f"{last.detail} (and {extra} more findings in this call)"),
         ]
-        connection.execute(_V.insert(), rows)
-        for f in findings:
-            audit.record(
-                connection,
-                audit.POLICY_VIOLATION,
-                actor=None,
-                tenant_id=ctx.tenant_id,
-                subject=ctx.trace_id,
-                details={"rule": f.rule, "severity": f.severity, "action": f.action, "agent": self.agent},
-            )
+    now = utcnow()
+    rows = [
+        {
+            "tenant_id": ctx.tenant_id,
+            "trace_id": ctx.trace_id,
+            "paragraph_id": ctx.paragraph_id,
+            "agent": agent,
+            "direction": f.direction,
+            "rule": f.rule,
+            "severity": f.severity,
+            "action": f.action,
+            "location": f.location[:200],
+            "detail": f.detail,
+            "excerpt_sha256": f.digest or hashlib.sha256(f.excerpt.encode("utf-8", "surrogatepass")).hexdigest(),
+            "created_at": now,
+        }
+        for f in findings
+    ]
+    connection.execute(_V.insert(), rows)
+    for f in findings:
+        audit.record(
+            connection,
+            audit.POLICY_VIOLATION,
+            actor=None,
+            tenant_id=ctx.tenant_id,
+            subject=ctx.trace_id,
+            details={"rule": f.rule, "severity": f.severity, "action": f.action, "agent": agent},
+        )
 
 
 _HARM = {

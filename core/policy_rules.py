@@ -23,6 +23,9 @@ ROLE_MARKER = "input.role_marker"
 """Chat-template role markers and prompt-delimiter escapes inside source text."""
 HIDDEN_TEXT = "input.hidden_text"
 """Zero-width, bidi-override or Unicode tag characters inside source text."""
+INVISIBLE_TEXT = "input.invisible_text"
+"""Text in the PDF that pypdf extracts but a reader cannot see (white fill, a font under 1 pt, render
+mode 3): ``core.pdf`` leaves it out of the page text and reports it; the ingest run records it."""
 PII_EMAIL = "input.pii_email"
 PII_PHONE = "input.pii_phone"
 OUTPUT_PII = "output.pii_not_in_sources"
@@ -38,6 +41,8 @@ _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u180e"
 _BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c"
 _HIDDEN = re.compile(f"[{_ZERO_WIDTH}{_BIDI}\U000e0000-\U000e007f]+")
 _TAGS = re.compile("[\U000e0000-\U000e007f]+")
+
+INVISIBLE_KINDS = {"white": "white fill", "tiny": "font under 1 pt", "invisible": "invisible render mode"}
 
 # Role markers and delimiter escapes (neutralised one character for one, so offsets hold) --------
 

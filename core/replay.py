@@ -330,12 +330,9 @@ def _check(engine: Engine, plans: list[_Plan], settings: Settings, trace_id: str
         refusal = registry.refusal(model)
         if refusal is not None:
             raise ModelRetiredError(f"{refusal} To replay this run, pick another model for the {agent}.")
-        entry = registry.entry(model)
-        if entry is not None and entry.spec.provider != provider:
-            raise ReplayError(
-                f"Model {model} is served by {entry.spec.provider}, but this workbench calls {provider}; pick a "
-                f"{provider} model for the {agent} to replay this run."
-            )
+        elsewhere = registry.other_provider(model, provider)
+        if elsewhere is not None:
+            raise ReplayError(f"{elsewhere}; pick a {provider} model for the {agent} to replay this run.")
     controls.check(engine, provider=provider, trace_id=trace_id, drafting=False, settings=settings)
 
 

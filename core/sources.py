@@ -15,7 +15,7 @@ from hashlib import sha256
 
 from sqlalchemy.orm import Session
 
-from core import gateway, tracing
+from core import gateway, policy, tracing
 from core.documents import PreparedPdf, list_chunks, prepare_pdf, save_pdf, title_of
 from core.facts import ChunkText, keep_facts, read_chunks
 from core.models import Document
@@ -62,6 +62,10 @@ def add_source(
                 data=data,
                 progress=scaled(progress, 0.0, 0.3),
             )
+        if prepared.hidden:
+            # On the ledger, like the gateway's findings: the record stays even if the ingest fails later.
+            with ctx.ledger() as connection:
+                policy.record_invisible_text(connection, ctx, prepared.hidden)
         with run.stage("ingest", chunks=len(prepared.chunks), pages=len(prepared.pages)):
             answers = read_chunks(
                 ctx,

@@ -124,7 +124,7 @@ with st.form(f"{k}_register"):
         except WorkbenchError as error:
             st.error(ui.md_escape(error))
         else:
-            done(f"Saved {saved.model} ({saved.status}).")
+            done(f"Saved {ui.md_escape(saved.model)} ({saved.status}).")  # an id may be a bare URL
 
 # -- lifecycle (admins) -----------------------------------------------------------------------------
 
@@ -148,4 +148,4 @@ with st.form("models_lifecycle"):
         except WorkbenchError as error:
             st.error(ui.md_escape(error))
         else:
-            done(f"{entry.model} is now {entry.status}.")
+            done(f"{ui.md_escape(entry.model)} is now {entry.status}.")

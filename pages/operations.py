@@ -1,8 +1,9 @@
-"""Operations (ops, admins): alerts and SLOs, generation controls, what runs where, queues, workers and jobs."""
+"""Operations (ops, admins): alerts and SLOs, token budgets, generation controls, what runs where, queues, workers
+and jobs."""
 
 import streamlit as st
 
-from core import alerts, breakers, controls, health, jobs, runbook, slo, ui, worker_records
+from core import alerts, breakers, controls, health, jobs, runbook, slo, tenant_budgets, ui, worker_records
 from core.authz import Permission
 from core.db import schema_is_current
 from core.ui_queries import job_rows, job_state_counts, recent_control_events, transition_rows
@@ -92,6 +93,41 @@ with st.form("operations_alert_form"):
                 enabled=enabled,
                 threshold=threshold / rule.scale,
                 params=params,
+                actor=ident,
+            )
+        )
+
+# Token budgets ----------------------------------------------------------------------------------
+st.subheader("Token budgets")
+st.caption(
+    "Tokens one call, or one whole paragraph run, of this workspace may use. Each call is counted before it is "
+    "sent and one over its budget is never sent. Leave a field empty for the environment's default; the next "
+    "run uses a change."
+)
+with ui.session() as s:
+    budgets = tenant_budgets.budget_settings(s, tenant_id=ident.tenant_id)
+with st.form("operations_budgets"):
+    given = {
+        b.budget.key: st.number_input(
+            f"{b.budget.label} (default {b.default:,}, {b.budget.variable})",
+            value=b.own,
+            min_value=tenant_budgets.MINIMUM_TOKENS,
+            max_value=tenant_budgets.MAXIMUM_TOKENS,
+            step=100,
+            placeholder=f"default: {b.default:,}",
+            key=f"operations_budget_{b.budget.key}",
+        )
+        for b in budgets
+    }
+    may_budget = ui.allowed(Permission.MANAGE_BUDGETS)
+    if not may_budget:
+        st.caption("Your role may see the budgets but not change them.")
+    if st.form_submit_button("Save budgets", icon=":material/save:", disabled=not may_budget):
+        ui.act(
+            lambda s: tenant_budgets.update_budgets(
+                s,
+                tenant_id=ident.tenant_id,
+                values={key: None if value is None else int(value) for key, value in given.items()},
                 actor=ident,
             )
         )

@@ -1,13 +1,18 @@
 """Prompts (prompt engineers): versions and their diff, deployments with the canary, golden runs of
-two versions (or any two runs) side by side, and the history of golden runs."""
+two versions, two models (or any two runs) side by side, and the history of golden runs."""
+
+from collections.abc import Mapping
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from core import deployments, golden_results, prompt_diff, prompts_view, ui
+from core import deployments, golden_results, model_choices, prompt_diff, prompts_view, ui
 from core.authz import Permission
 from core.errors import WorkbenchError
 from core.golden_runner import run_golden
 from core.prompts import AGENTS
+from core.providers import get_provider
+from core.settings import get_settings
 
 st.title("Prompts")
 ident = ui.identity()
@@ -27,6 +32,10 @@ with ui.session() as s:
     runs = golden_results.list_runs(s, finished_only=True)
     latest = golden_results.latest_for(s, agent=agent, versions={v.version: v.sha256 for v in described})
     points = golden_results.history(s, agent=agent)
+    provider = get_provider(get_settings().provider)
+    active = next((v for v in described if serving and v.version == serving.active_version and not v.error), None)
+    profile = str(active.params.get("model_profile", "default")) if active else "default"
+    choices = model_choices.model_choices(s, agent=agent, provider=provider, profile=profile)
 
 # -- versions and their diff ----------------------------------------------------------------------
 
@@ -80,12 +89,41 @@ if manage:
 
 # -- golden runs side by side ---------------------------------------------------------------------
 
+
+def run_button(
+    side: DeltaGenerator, key: str, what: str, prompt_pins: Mapping[str, str], model_pins: Mapping[str, str]
+) -> None:
+    """A button that runs the golden set with these pins and shows the page again with its result."""
+    if not side.button(f"Run golden set for {what}", key=key, icon=":material/play_arrow:"):
+        return
+    try:
+        with st.spinner(f"Running the golden set with {what}…"):
+            run_golden(ui.engine(), prompt_pins=prompt_pins, model_pins=model_pins, label=what, triggered_by=ui.actor())
+    except WorkbenchError as error:
+        side.error(ui.md_escape(error))
+    else:
+        st.rerun()
+
+
 st.subheader("Golden runs side by side")
-two_versions = "Two versions of this agent"
-mode = st.radio("Compare", [two_versions, "Any two golden runs"], horizontal=True, key="prompts_compare_mode")
+two_versions, two_models = "Two versions of this agent", "Two models of this agent"
+modes = [two_versions, two_models, "Any two golden runs"]
+mode = st.radio("Compare", modes, horizontal=True, key="prompts_compare_mode")
 titles = {r.title: r for r in runs}
-picked: list[golden_results.RunSummary | None] = []
-for side, label, back in zip(st.columns(2), ("A", "B"), (2, 1), strict=True):
+by_model = {c.model: c for c in choices}
+latest_models: dict[str, golden_results.RunSummary | None] = {}
+if mode == two_models:
+    for note in model_choices.notes(agent, active, provider.name, choices, ui.md_escape):
+        st.caption(note)
+    if active is not None:
+        latest_models = model_choices.latest_by_model(
+            runs, agent=agent, version=active.version, sha256=active.sha256, models=list(by_model)
+        )
+# Two models to pick from, or none side by side: one model against itself compares nothing.
+comparable = mode != two_models or (active is not None and len(choices) > 1)
+sides = list(zip(st.columns(2), ("A", "B"), (2, 1), strict=True)) if comparable else []
+picked: list[golden_results.RunSummary | None] = [None, None]
+for n, (side, label, back) in enumerate(sides):
     run: golden_results.RunSummary | None
     if mode == two_versions:
         default = max(len(names) - back, 0)
@@ -93,21 +131,24 @@ for side, label, back in zip(st.columns(2), ("A", "B"), (2, 1), strict=True):
         run = latest[choice]
         if run is None:
             side.info(f"{ui.md_escape(agent)} {ui.md_escape(choice)} has no finished golden run of this file yet.")
-        if manage and side.button(
-            f"Run golden set for {agent} {choice}", key=f"prompts_run_{label}", icon=":material/play_arrow:"
-        ):
-            try:
-                with st.spinner(f"Running the golden set with {agent} {choice}…"):
-                    run_golden(
-                        ui.engine(),
-                        prompt_pins={agent: choice},
-                        label=f"{agent} {choice}",
-                        triggered_by=ui.actor(),
-                    )
-            except WorkbenchError as error:
-                side.error(ui.md_escape(error))
-            else:
-                st.rerun()
+        if manage:
+            run_button(side, f"prompts_run_{label}", f"{agent} {choice}", {agent: choice}, {})
+    elif mode == two_models and active is not None:
+        model = side.selectbox(
+            f"Model {label}",
+            list(by_model),
+            index=min(n, len(by_model) - 1),
+            format_func=lambda m: by_model[m].label,
+            key=f"prompts_{agent}_side_{label}_model",
+        )
+        if by_model[model].warning:
+            side.warning(ui.md_escape(by_model[model].warning), icon=":material/warning:")
+        run = latest_models[model]
+        if run is None:
+            side.info(f"{ui.md_escape(model_choices.run_label(agent, active.version, model))} has no golden run yet.")
+        if manage:
+            what = model_choices.run_label(agent, active.version, model)
+            run_button(side, f"prompts_run_model_{label}", what, {agent: active.version}, {agent: model})
     else:
         chosen = side.selectbox(
             f"Run {label}",
@@ -118,7 +159,7 @@ for side, label, back in zip(st.columns(2), ("A", "B"), (2, 1), strict=True):
         run = titles.get(chosen) if chosen else None
     if run is not None:
         side.caption(f"{ui.md_escape(run.title)}  \nModels: {ui.md_escape(prompts_view.models_label(run.models))}")
-    picked.append(run)
+    picked[n] = run
 
 run_a, run_b = picked
 if run_a is not None and run_b is not None:

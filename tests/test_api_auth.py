@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, update
 from starlette.testclient import TestClient
 
-from core import accounts, api_tokens, audit, authz, db, jobs
+from core import accounts, api_tokens, audit, authz, controls, db, jobs
 from core.errors import SessionExpiredError
 from core.models import ApiToken, utcnow
 from core.tenancy import Identity, bootstrap
@@ -19,10 +19,44 @@ from tests import api_helpers
 from tests.api_helpers import headers, token, user
 from tests.ui_helpers import MakeApp, Seeded, seed_drafted
 
+OPERATIONS = api_helpers.documented_operations()
+"""Every operation of docs/openapi.json that takes a token."""
+BODY_OPERATIONS = api_helpers.body_operations()
+"""Every operation of docs/openapi.json that takes a JSON body."""
+RELEASE = ("POST", "/admin/kill-switch/release")
+DRAFT = ("POST", "/api/v1/paragraphs")
+READ_ONLY_POSTS = {("POST", "/api/v1/tools/search_corpus")}
+"""POSTs that change nothing (a search)."""
+
+
+def _ids(operations: list[tuple[str, str]]) -> list[str]:
+    return [f"{method} {path}" for method, path in operations]
+
 
 @pytest.fixture
 def api(clean_db: Engine) -> TestClient:
     return api_helpers.client()
+
+
+def dead_tokens(engine: Engine, who: Identity) -> tuple[str, str]:
+    """A revoked and an expired bearer secret of ``who``'s account."""
+    revoked, expired = token(engine, who), token(engine, who)
+    with db.session_scope(engine) as s:
+        expired_id, revoked_id = (t.id for t in api_tokens.list_tokens(s, by=who)[:2])  # newest first
+        api_tokens.revoke(s, by=who, token_id=revoked_id)
+    with engine.begin() as connection:
+        connection.execute(update(ApiToken).where(ApiToken.id == expired_id).values(expires_at=utcnow()))
+    return revoked, expired
+
+
+def engage_for_release(engine: Engine, operation: tuple[str, str], tenant_id: int) -> None:
+    """Before a release is tried, the switch is engaged, so a refused release visibly leaves it so."""
+    if operation == RELEASE:
+        controls.set_kill_switch(engine, engaged=True, reason="drill", actor=authz.cli_identity(tenant_id))
+
+
+def changes_state(operation: tuple[str, str]) -> bool:
+    return operation[0] != "GET" and operation not in READ_ONLY_POSTS
 
 
 def second_tenant(engine: Engine) -> int:
@@ -67,6 +101,42 @@ def test_missing_unknown_revoked_and_expired_tokens_are_refused_with_the_error_b
     (search,) = tools.json()["tools"]
     assert search["name"] == "search_corpus"
     assert search["parameters"]["required"] == ["manuscript_id", "query"]
+
+
+def test_every_documented_operation_has_a_plausible_request_and_a_permission(clean_db: Engine) -> None:
+    assert sorted(api_helpers.PERMISSIONS) == OPERATIONS, "add the new operation to api_helpers.PERMISSIONS"
+    calls = api_helpers.plausible_calls(clean_db, seed_drafted(clean_db))
+    assert sorted(calls) == OPERATIONS
+    assert sorted(op for op, call in calls.items() if call.body is not None) == BODY_OPERATIONS, (
+        "give the new body-taking operation a valid body in api_helpers.plausible_calls"
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=_ids(OPERATIONS))
+def test_a_revoked_or_expired_token_is_refused_on_every_operation_and_changes_nothing(
+    api: TestClient, clean_db: Engine, method: str, path: str
+) -> None:
+    seeded = seed_drafted(clean_db)
+    call = api_helpers.plausible_calls(clean_db, seeded)[(method, path)]
+    admin = user(clean_db, role="admin")  # every permission: only the token can be why it is refused
+    revoked, expired = dead_tokens(clean_db, admin)
+    live = token(clean_db, admin)
+    engage_for_release(clean_db, (method, path), admin.tenant_id)
+    before = api_helpers.state(clean_db)
+
+    for secret, says in ((revoked, "revoked"), (expired, "expired")):
+        response = api_helpers.send(api, call, secret)
+        assert says in assert_error(response, 401, "session_expired")["message"]
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert api_helpers.state(clean_db) == before
+
+    # The same request with a live token goes through: the dead token alone was why it was refused.
+    worked = api_helpers.send(api, call, live)
+    assert worked.status_code in (200, 202), worked.text
+    if changes_state((method, path)):
+        assert api_helpers.state(clean_db) != before
+    if (method, path) == DRAFT:
+        _wait(api, worked.json()["status_url"], headers(live))
 
 
 def test_health_needs_no_token_and_lists_every_check(api: TestClient) -> None:
@@ -120,6 +190,49 @@ def test_a_token_of_one_tenant_reads_nothing_of_another(api: TestClient, clean_d
     assert found[0]["source"]["document"].endswith(".pdf")
 
 
+@pytest.mark.parametrize(("method", "path"), BODY_OPERATIONS, ids=_ids(BODY_OPERATIONS))
+def test_a_body_naming_another_tenant_is_refused_like_the_query_and_changes_nothing(
+    api: TestClient, clean_db: Engine, method: str, path: str
+) -> None:
+    seeded = seed_drafted(clean_db)
+    call = api_helpers.plausible_calls(clean_db, seeded)[(method, path)]
+    assert call.body is not None
+    b_tenant = second_tenant(clean_db)
+    admin = token(clean_db, user(clean_db, role="admin"))  # every permission: only the tenant can be refused
+    before = api_helpers.state(clean_db)
+
+    in_query = api.request(method, call.url, params={"tenant_id": b_tenant}, json=call.body, headers=headers(admin))
+    refused = assert_error(in_query, 403, "permission_denied")
+    assert "another tenant" in refused["message"]
+    for named in (b_tenant, str(b_tenant), None):
+        in_body = api_helpers.send(api, call, admin, body={**call.body, "tenant_id": named})
+        assert {k: v for k, v in assert_error(in_body, 403).items() if k != "request_id"} == {
+            k: v for k, v in refused.items() if k != "request_id"
+        }, named
+    # Nothing happened: no paragraph or job, no routing version, no alert change, the switch released.
+    assert api_helpers.state(clean_db) == before
+    assert not controls.status(clean_db).kill_switch.engaged
+
+    # The token's own tenant, named in the body, is the same request as naming none.
+    own = api_helpers.send(api, call, admin, body={**call.body, "tenant_id": seeded.identity.tenant_id})
+    assert own.status_code in (200, 202), own.text
+    if changes_state((method, path)):
+        assert api_helpers.state(clean_db) != before
+    if (method, path) == DRAFT:
+        _wait(api, own.json()["status_url"], headers(admin))
+
+
+def test_a_body_naming_another_tenant_is_refused_where_the_route_reads_no_body(
+    api: TestClient, clean_db: Engine
+) -> None:
+    a = user(clean_db, role="admin")
+    engage_for_release(clean_db, RELEASE, a.tenant_id)
+    b_tenant = second_tenant(clean_db)
+    response = api.post(RELEASE[1], json={"tenant_id": b_tenant}, headers=headers(token(clean_db, a)))
+    assert "another tenant" in assert_error(response, 403, "permission_denied")["message"]
+    assert controls.status(clean_db).kill_switch.engaged
+
+
 # -- roles ---------------------------------------------------------------------------------------------
 
 
@@ -153,6 +266,62 @@ def test_each_role_is_refused_what_it_may_not_do(api: TestClient, clean_db: Engi
     assert_error(api.post("/admin/kill-switch", json={"reason": ""}, headers=admin), 422, "invalid_request")
     released = api.post("/admin/kill-switch/release", headers=admin).json()
     assert not released["engaged"] and released["changed"]
+
+
+def test_a_prompt_engineer_is_refused_the_audit_log_alert_changes_and_the_kill_switch() -> None:
+    engineer = authz.GRANTS[authz.PROMPT_ENGINEER]
+    refused = {op for op, permission in api_helpers.PERMISSIONS.items() if permission and permission not in engineer}
+    assert refused == {
+        ("GET", "/api/v1/audit"),
+        ("POST", "/api/v1/ops/costs/alerts"),
+        ("POST", "/admin/kill-switch"),
+        RELEASE,
+    }
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=_ids(OPERATIONS))
+def test_a_prompt_engineer_token_does_what_the_role_may_and_nothing_else(
+    api: TestClient, clean_db: Engine, method: str, path: str
+) -> None:
+    seeded = seed_drafted(clean_db)
+    call = api_helpers.plausible_calls(clean_db, seeded)[(method, path)]
+    engineer = user(clean_db, role="prompt_engineer")
+    secret = token(clean_db, engineer)
+    engage_for_release(clean_db, (method, path), engineer.tenant_id)
+    before = api_helpers.state(clean_db, audit=False)
+    permission = api_helpers.PERMISSIONS[(method, path)]
+
+    response = api_helpers.send(api, call, secret)
+    if permission is not None and not authz.allowed(engineer, permission):
+        assert "prompt engineer" in assert_error(response, 403, "permission_denied")["message"]
+        assert api_helpers.state(clean_db, audit=False) == before
+        if path.startswith("/admin/kill-switch"):  # the API audits its kill-switch refusals
+            with clean_db.connect() as connection:
+                denied = audit.search(
+                    connection,
+                    viewer=authz.cli_identity(engineer.tenant_id),
+                    event_types=[audit.PERMISSION_DENIED],
+                )
+            (entry,) = [e for e in denied if e.actor_user_id == engineer.user_id]
+            assert entry.subject.startswith("api kill switch") and entry.details["role"] == authz.PROMPT_ENGINEER
+        return
+
+    assert response.status_code in (200, 202), response.text
+    body = response.json()
+    if changes_state((method, path)):
+        assert api_helpers.state(clean_db, audit=False) != before
+    if (method, path) == DRAFT:
+        status = _wait(api, body["status_url"], headers(secret))
+        assert status["state"] == jobs.SUCCEEDED and status["version"]["sentences"]
+    if path == "/api/v1/ops/trajectories/{trace_id}":  # the role reads content; the view is audited
+        assert body["content_hidden"] is False and any(s["content"] is not None for s in body["spans"])
+        with clean_db.connect() as connection:
+            viewed = audit.search(
+                connection, viewer=authz.cli_identity(engineer.tenant_id), event_types=[audit.TRACE_VIEWED]
+            )
+        assert [e.actor_user_id for e in viewed] == [engineer.user_id]
+    if path == "/api/v1/ops/routing/config" and method == "POST":
+        assert body["version"] == 1 and body["actor"] and body["config"]["simple_below"] == 20.0
 
 
 def test_a_token_never_acts_above_its_users_role_now(api: TestClient, clean_db: Engine) -> None:

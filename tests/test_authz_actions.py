@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from core import alerts, audit, authz, breakers, controls, crypto, db, keys, routing
+from core import alerts, audit, authz, breakers, controls, crypto, db, keys, routing, tenant_budgets
 from core.authz import Permission
 from core.errors import PermissionDeniedError
 from core.models import TrajectoryEvent
@@ -94,6 +94,16 @@ def _rule_changed(engine: Engine, ctx: Identity) -> Any:
         return {r.name: r for r in alerts.rule_settings(s, tenant_id=ctx.tenant_id)}["budget"].updated_at is not None
 
 
+def _set_budgets(engine: Engine, actor: Identity, _ctx: Any) -> Any:
+    with db.session_scope(engine) as s:
+        return tenant_budgets.update_budgets(s, tenant_id=actor.tenant_id, values={"writer": 5_000}, actor=actor)
+
+
+def _budgets_changed(engine: Engine, ctx: Identity) -> Any:
+    with db.session_scope(engine) as s:
+        return any(b.own is not None for b in tenant_budgets.budget_settings(s, tenant_id=ctx.tenant_id))
+
+
 def _sealed_run(engine: Engine, ident: Identity, monkeypatch: pytest.MonkeyPatch) -> None:
     with db.session_scope(engine) as s:
         old = crypto.KeyRing(crypto.parse_ring(f"old:{OLD}"))
@@ -125,6 +135,7 @@ ACTIONS = {
     "breaker reset": Action(Permission.RESET_BREAKERS, audit.BREAKER_RESET, _reset, _closed, _trip),
     "routing": Action(Permission.CHANGE_ROUTING, audit.ROUTING_CHANGED, _save_routing, _routing_version),
     "alert rule": Action(Permission.MANAGE_ALERTS, audit.ALERT_RULE_CHANGED, _update_rule, _rule_changed),
+    "token budgets": Action(Permission.MANAGE_BUDGETS, audit.BUDGET_CHANGED, _set_budgets, _budgets_changed),
     "key rotation": Action(Permission.MANAGE_KEYS, audit.KEY_ROTATION, _rotate, _rotated, _sealed_run),
 }
 

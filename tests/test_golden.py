@@ -306,5 +306,8 @@ def test_model_pins_name_the_model_and_a_retired_one_is_refused(
     assert "retired" in capsys.readouterr().err
     assert main(["golden", "run", "--model", "writer=gpt-unknown"]) == 1
     assert "not in the model registry" in capsys.readouterr().err
+    # A registered model of another provider would be answered by the local one and priced as itself.
+    assert main(["golden", "run", "--model", "writer=gpt-4.1-mini"]) == 1
+    assert "Model gpt-4.1-mini is served by openai, but this workbench calls local" in capsys.readouterr().err
     with Session(clean_db) as session:
         assert session.scalar(select(func.count(GoldenRun.id))) == 1  # refused runs store nothing

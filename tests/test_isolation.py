@@ -50,6 +50,7 @@ from core import (
     retrieval,
     routing,
     slo,
+    tenant_budgets,
     trajectories,
     ui_queries,
 )
@@ -191,12 +192,19 @@ def _e(fn: Callable[..., Any], **kwargs: Any) -> Call:
     return call
 
 
+def _with_connection(engine: Engine, fn: Callable[..., Any], *args: Any) -> Any:
+    with engine.connect() as connection:
+        return fn(connection, *args)
+
+
 def _window(fn: Callable[..., Any], **kwargs: Any) -> Call:
     return _s(fn, window="month", **kwargs)
 
 
 READS: dict[str, Call] = {
     "core.alerts.rule_settings": _s(alerts.rule_settings),
+    "core.tenant_budgets.budget_settings": _s(tenant_budgets.budget_settings),
+    "core.tenant_budgets.limits": lambda e, w: _with_connection(e, tenant_budgets.limits, w.b.tenant_id),
     "core.alerts.evaluate": lambda e, w: alerts.evaluate(e, tenant_id=w.b.tenant_id),
     "core.alerts.active_alerts": _s(alerts.active_alerts),
     "core.alerts.alert_history": _s(alerts.alert_history),
@@ -429,6 +437,7 @@ NOT_A_READ: dict[str, str] = {
     "core.accounts.set_tenant_redact_pii": "admins only (MANAGE_USERS); tested in test_accounts",
     "core.accounts.start_session": "opens a session for the identity login returned",
     "core.alerts.update_rule": "changes tenant B's own rule settings (tested in test_authz_actions)",
+    "core.tenant_budgets.update_budgets": "changes tenant B's own budgets (test_tenant_budgets, test_authz_actions)",
     "core.audit.entry_hash": "pure: hashes the values it is given",
     "core.audit.record": "appends to the audit log; reads nothing",
     "core.authz.allowed": "pure: a role's permissions",

@@ -361,7 +361,7 @@ def test_the_page_shows_the_registry_and_lets_an_admin_deprecate(make_app: MakeA
     at.radio(key="models_action").set_value("deprecate")
     at.button(key="FormSubmitter:models_lifecycle-Apply").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert [s.value for s in at.success] == ["gpt-4o is now deprecated."]
+    assert [s.value for s in at.success] == ["gpt\\-4o is now deprecated."]
     assert any("gpt\\-4o" in w.value and "deprecated, removed on" in w.value for w in at.warning)
 
     ops = make_app("pages/models.py", role="ops")

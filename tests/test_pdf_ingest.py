@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import subprocess
@@ -33,7 +34,7 @@ from core.errors import (
 )
 from core.manuscripts import create_manuscript
 from core.models import Chunk, Document
-from core.pdf import extract_pages, normalise_pages
+from core.pdf import extract_pages, extract_pdf, normalise_pages
 from core.settings import get_settings, reset_settings
 from core.storage import blob_path, delete_blob, read_blob, store_blob
 from core.tenancy import Identity, create_tenant
@@ -463,3 +464,71 @@ def test_another_tenant_sees_nothing(session: Session, identity: Identity, manus
         ingest_pdf(session, tenant_id=other.tenant_id, manuscript_id=manuscript_id, filename="b.pdf", data=_demo())
     session.rollback()
     assert _counts(session)[0] == 1
+
+
+# -- text a reader cannot see (issue 6) -----------------------------------------------------------
+
+
+def _ordinary_pdfs() -> list[tuple[str, bytes]]:
+    from core.golden_set import load_set
+    from tests import hostile_corpus
+
+    lines = [["Results", "Nitrate leaching fell by 34% under biochar.", "Yield rose by 12%."], ["Page two text."]]
+    return [
+        *demo_pdfs(),
+        *((case.filename, case.pdf()) for case in load_set().cases),
+        ("lines.pdf", pdf_factory.lines_pdf(lines)),
+        ("unicode.pdf", pdf_factory.lines_pdf(lines, font=pdf_factory.UNICODE_FONT)),
+        ("hostile-corpus-clean.pdf", hostile_corpus.build()),
+    ]
+
+
+def test_ordinary_scientific_pdfs_have_nothing_hidden_and_keep_their_text() -> None:
+    from pypdf import PdfReader
+
+    from core import policy_rules
+    from core.pdf import read_page
+
+    for name, data in _ordinary_pdfs():
+        pages = PdfReader(io.BytesIO(data)).pages
+        assert [read_page(page, n)[1] for n, page in enumerate(pages, start=1)] == [None] * len(pages), name
+        texts = extract_pages(data, max_bytes=10**8)
+        # Exactly what pypdf extracts without the check, and nothing for the input policy to flag.
+        assert texts == normalise_pages([page.extract_text() for page in pages]), name
+        assert not any(policy_rules.source_spans(text) for text in texts), name
+
+
+def test_an_ocr_text_layer_over_a_scanned_page_is_kept() -> None:
+    from PIL import Image
+
+    from tests.pdf_factory import _new_pdf
+
+    pdf = _new_pdf()
+    pdf.add_page()
+    pdf.image(Image.new("L", (850, 1100), color=255), x=0, y=0, w=210)
+    pdf.set_font("Times", "", 11)
+    with pdf.local_context(text_mode=3):  # how ocrmypdf lays recognised text over the page image
+        pdf.cell(0, 6, "Nitrate leaching fell by 34% under biochar.", new_x="LMARGIN", new_y="NEXT")
+    assert extract_pages(bytes(pdf.output()), max_bytes=10**8) == ["Nitrate leaching fell by 34% under biochar."]
+
+
+def test_invisible_text_beside_a_small_figure_is_still_left_out() -> None:
+    from PIL import Image
+
+    from tests.pdf_factory import _new_pdf
+
+    pdf = _new_pdf()
+    pdf.add_page()
+    pdf.set_font("Times", "", 11)
+    pdf.cell(0, 6, "Figure 1 shows the plots.", new_x="LMARGIN", new_y="NEXT")
+    pdf.image(Image.new("L", (100, 100), color=128), x=20, y=40, w=30)
+    with pdf.local_context(text_mode=3):
+        pdf.cell(0, 6, "Biochar increased yields by 400%.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(255, 255, 255)
+    pdf.cell(0, 6, "White words too.", new_x="LMARGIN", new_y="NEXT")
+    extracted = extract_pdf(bytes(pdf.output()), max_bytes=10**8)
+    assert extracted.pages == ["Figure 1 shows the plots."]
+    (hidden,) = extracted.hidden
+    assert (hidden.page, hidden.kinds) == (1, {"invisible", "white"})
+    assert hidden.sha256 == hashlib.sha256(b"Biochar increased yields by 400%. White words too.").hexdigest()
+    assert hidden.chars == len("Biochar increased yields by 400%. White words too.")

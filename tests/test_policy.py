@@ -8,6 +8,7 @@ through the fake OpenAI server for outputs a real model could produce.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from core.agents.guard import FactText
 from core.errors import PolicyBlockedError
 from core.facts import list_facts, list_rejections
 from core.manuscripts import add_paragraph, create_manuscript
-from core.models import AuditEntry, LlmUsageEvent, ParagraphVersion, PolicyViolation, Tenant, utcnow
+from core.models import AuditEntry, Chunk, LlmUsageEvent, ParagraphVersion, PolicyViolation, Tenant, utcnow
 from core.pipeline import draft_paragraph
 from core.policy import policy_violation_rate
 from core.settings import reset_settings
@@ -96,6 +97,14 @@ def corpus_pdf(name: str | None) -> bytes:
     return hc.build(hc.BY_NAME[name] if name else None)
 
 
+def hidden_sha256(data: bytes) -> str:
+    """sha256 of what pypdf extracts and the page shows nothing of: the hidden block (one page)."""
+    hidden = squash(hc.extracted_text(data))
+    for paragraph in (hc.TITLE, *hc.CLEAN_PARAGRAPHS):
+        hidden = hidden.replace(squash(paragraph), " ")
+    return hashlib.sha256(squash(hidden).encode()).hexdigest()
+
+
 # -- the rules on their own -----------------------------------------------------------------------
 
 
@@ -155,7 +164,17 @@ def test_pii_formats() -> None:
 
 
 def test_hidden_text_is_what_pypdf_extracts() -> None:
-    for name in ("white_text", "tiny_font", "ignore_previous_zh", "zero_width", "bidi_override", "tag_characters"):
+    for name in (
+        "white_text",
+        "tiny_font",
+        "white_false_claim",
+        "zero_size_font",
+        "render_mode_invisible",
+        "ignore_previous_zh",
+        "zero_width",
+        "bidi_override",
+        "tag_characters",
+    ):
         text = hc.extracted_text(corpus_pdf(name))
         variant = hc.BY_NAME[name]
         for fragment in variant.hostile:
@@ -195,7 +214,14 @@ def test_each_hostile_pdf_is_flagged_and_changes_nothing(session: Session, ident
             assert squash(fragment).lower() not in squash(fact.quote).lower()
         assert rules.instruction_spans(fact.text) == [] and rules.instruction_spans(fact.quote) == []
         assert not rules.needs_cleaning(fact.text)  # what the Writer sees has no hidden characters
-    if any(block.text.endswith(".") for block in variant.blocks):  # a sentence the Librarian proposes as a fact
+    if hc.INVISIBLE in variant.rules:  # left out of the page text: the Librarian never read it
+        chunks = session.scalars(select(Chunk).where(Chunk.document_id == facts[0].document_id)).all()
+        for fragment in variant.hostile:
+            assert all(squash(fragment) not in squash(rules.clean(c.text)) for c in chunks)
+        invisible = [v for v in found if v.rule == rules.INVISIBLE_TEXT]
+        assert invisible and all(v.severity == "medium" and v.action == "flagged" for v in invisible)
+        assert {v.excerpt_sha256 for v in invisible} == {hidden_sha256(corpus_pdf(name))}
+    elif any(block.text.endswith(".") for block in variant.blocks):  # a sentence the Librarian proposes as a fact
         rejected = list_rejections(session, tenant_id=identity.tenant_id, document_id=facts[0].document_id)
         assert any(r.reason.startswith("policy:") for r in rejected) or variant.name == "pii"
     if "clean" not in _clean:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -14,12 +15,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
-from core import audit, db, golden_results, prompt_diff, prompts_view
+from core import audit, authz, db, golden_results, model_registry, prompt_diff, prompts, prompts_view
 from core.golden_runner import run_golden
-from core.models import AuditEntry, PromptDeployment
+from core.models import AuditEntry, PromptDeployment, utcnow
 from core.prompts import PROMPTS_DIR, lock_new_versions
 from core.settings import reset_settings
 from core.ui import md_escape
+from tests.test_model_registry import register_models
 from tests.ui_helpers import MakeApp
 
 PAGE = "pages/prompts.py"
@@ -287,3 +289,122 @@ def test_a_version_changed_after_locking_is_named_not_diffed(
     at.selectbox(key=f"prompts_{agent}_diff_old").set_value(prompt_set.base)
     at.selectbox(key=f"prompts_{agent}_diff_new").set_value(good).run()
     assert not at.exception and not at.code, "no diff of a file that is not the locked one"
+
+
+# -- two models side by side ----------------------------------------------------------------------
+
+TWO_MODELS = "Two models of this agent"
+
+
+def _models_mode(at: AppTest) -> AppTest:
+    at.radio(key="prompts_compare_mode").set_value(TWO_MODELS).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_two_models_side_by_side_with_verdicts_and_metrics(
+    prompt_set: PromptSet, make_app: MakeApp, clean_db: Engine
+) -> None:
+    agent, version = prompt_set.agent, prompts.DEFAULT_VERSION  # both sides run the active version
+    with clean_db.begin() as connection:
+        register_models(connection, "local-writer-lite")  # a second offline id, as routing's tiers name one
+    at = _models_mode(_open(make_app, agent))
+    picker = at.selectbox(key=f"prompts_{agent}_side_A_model")
+    assert picker.options == ["local-writer-1 · provider default", "local-writer-lite"]
+    assert picker.value == "local-writer-1" and at.selectbox(key=f"prompts_{agent}_side_B_model").value == (
+        "local-writer-lite"
+    )
+    assert sum("has no golden run yet" in t for t in _texts(at)) == 2, "neither model has a run yet: the page says so"
+    assert any("answers the same whatever the model id" in t for t in _texts(at)), "the offline caveat is stated"
+
+    at.button(key="prompts_run_model_A").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert not _metrics_tables(at), "one side has a run, the other not yet: nothing to compare"
+    at.button(key="prompts_run_model_B").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+
+    with db.session_scope(clean_db) as s:
+        runs = golden_results.list_runs(s, finished_only=True)
+    assert [(r.label, r.models[agent], r.prompt_versions[agent]) for r in reversed(runs)] == [
+        (f"{agent} {version} on local-writer-1", "local-writer-1", version),
+        (f"{agent} {version} on local-writer-lite", "local-writer-lite", version),
+    ]
+    assert all("prompt_engineer@localhost" in r.triggered_by for r in runs)
+    captions = [c.value for c in at.caption if "Models: " in c.value]
+    for model in ("local-writer-1", "local-writer-lite"):
+        assert sum(md_escape(f"writer: {model}") in c for c in captions) == 1, captions
+
+    # The same metrics table and per-case view as two versions get.
+    metrics = _frame(at, "B against A")
+    assert list(metrics["Metric"])[:3] == ["Cases passed", "Cases", "Expectations passed"]
+    judged = metrics.set_index("Metric")["B against A"]
+    assert judged["Cases passed"] == judged["False supports"] == "same", "offline, the model id changes no answer"
+    cases = [m.value for m in at.markdown if m.value.startswith("**Case ")]
+    assert len(cases) == runs[0].cases_total >= 10
+    heads = [m.value for m in at.markdown if m.value.startswith(("**A** · ", "**B** · "))]
+    assert sum(h.startswith("**A**") for h in heads) == sum(h.startswith("**B**") for h in heads) == len(cases)
+    assert any("**supported**" in m.value for m in at.markdown), "each side shows its sentences with verdicts"
+
+
+def _metrics_tables(at: AppTest) -> list[pd.DataFrame]:
+    return [d.value for d in at.dataframe if "B against A" in d.value.columns]
+
+
+def test_the_model_picker_offers_what_the_agent_may_call(
+    prompt_set: PromptSet, make_app: MakeApp, clean_db: Engine
+) -> None:
+    agent = prompt_set.agent
+    boss = authz.cli_identity(1)
+    with clean_db.begin() as connection:
+        register_models(connection, "local-writer-lite", "local-writer-old", "local-writer-soon", "local-verifier-2")
+        model_registry.retire(connection, by=boss, model="local-writer-old", reason="replaced")
+        removal = utcnow().date() + timedelta(days=30)
+        model_registry.deprecate(connection, by=boss, model="local-writer-soon", removal_date=removal)
+    at = _models_mode(_open(make_app, agent))
+    picker = at.selectbox(key=f"prompts_{agent}_side_B_model")
+    assert picker.options == [
+        "local-writer-1 · provider default",
+        "local-writer-lite",
+        f"local-writer-soon · deprecated, removed on {removal.isoformat()}",
+    ], "retired, other agents' and other providers' models (gpt-4o is registered too) are not offered"
+    assert not [w for w in at.warning if "deprecated" in w.value], "local-writer-1 and -lite are active"
+    picker.set_value("local-writer-soon").run()
+    [warning] = [w.value for w in at.warning if "deprecated" in w.value]
+    assert md_escape(f"local-writer-soon is deprecated and will be retired on {removal.isoformat()}") in warning
+    assert at.button(key="prompts_run_model_B").label == f"Run golden set for {agent} v1 on local-writer-soon"
+
+
+def test_one_model_is_not_compared_with_itself(prompt_set: PromptSet, make_app: MakeApp) -> None:
+    at = _models_mode(_open(make_app, prompt_set.agent))
+    assert any("has one model writer may use (local\\-writer\\-1)" in t for t in _texts(at))
+    assert not [s for s in at.selectbox if s.key and s.key.endswith("_model")], "nothing to pick"
+    assert not {b.key for b in at.button} & {"prompts_run_model_A", "prompts_run_model_B"}
+
+
+def test_ops_sees_the_model_comparison_without_run_buttons(
+    prompt_set: PromptSet, make_app: MakeApp, clean_db: Engine
+) -> None:
+    agent = prompt_set.agent
+    with clean_db.begin() as connection:
+        register_models(connection, "local-writer-lite")
+    ops = _models_mode(_open(make_app, agent, role="ops"))
+    assert ops.selectbox(key=f"prompts_{agent}_side_B_model").value == "local-writer-lite"
+    assert not {b.key for b in ops.button} & {"prompts_run_model_A", "prompts_run_model_B"}
+    engineer = _models_mode(_open(make_app, agent))
+    assert {"prompts_run_model_A", "prompts_run_model_B"} <= {b.key for b in engineer.button}
+
+
+def test_a_model_side_shows_only_runs_of_the_active_prompt_file(
+    prompt_set: PromptSet, make_app: MakeApp, clean_db: Engine
+) -> None:
+    agent = prompt_set.agent
+    with clean_db.begin() as connection:
+        register_models(connection, "local-writer-lite")
+    _run(clean_db, agent, prompt_set.weak)  # on local-writer-1 too, but another prompt: not this comparison
+    at = _models_mode(_open(make_app, agent))
+    assert sum("has no golden run yet" in t for t in _texts(at)) == 2
+    unpinned = _run(clean_db, agent, prompts.DEFAULT_VERSION)  # a version run: every writer call on local-writer-1
+    at = _models_mode(_open(make_app, agent))
+    [shown] = [c.value for c in at.caption if "Models: " in c.value]
+    assert shown.startswith(md_escape(f"#{unpinned} ")), "it counts: the run records the model it used"
+    assert sum("has no golden run yet" in t for t in _texts(at)) == 1
