@@ -90,9 +90,29 @@ def _login_name(email: str) -> str:
     return " ".join(email.split()).lower()[:320]
 
 
+ACTOR_LABEL_MAX = 200
+"""The longest user label: the narrowest column that stores who acted (``alert_rules.actor`` and the
+control tables). PostgreSQL refuses a longer one, so a long name would make every action of that
+user fail; the audit log's ``actor_user_id`` still names the user exactly."""
+NAME_MAX = 200
+"""Display names and workspace names, as their columns hold them."""
+
+
 def user_label(user: User) -> str:
-    """How the audit log and control history name a user: ``Display name (email)``."""
-    return f"{user.display_name} ({user.email})"
+    """How the audit log and control history name a user: ``Display name (email)``, shortened with
+    an ellipsis to ``ACTOR_LABEL_MAX`` characters, keeping the e-mail whole where it fits."""
+    label = f"{user.display_name} ({user.email})"
+    if len(label) <= ACTOR_LABEL_MAX:
+        return label
+    room = ACTOR_LABEL_MAX - len(user.email) - len("… ()")
+    if room >= 1:
+        return f"{user.display_name[:room]}… ({user.email})"
+    return label[: ACTOR_LABEL_MAX - 1] + "…"
+
+
+def _check_name(name: str, what: str) -> None:
+    if len(name) > NAME_MAX:
+        raise AccountError(f"{what} is at most {NAME_MAX} characters; this one has {len(name)}.")
 
 
 # Tenants and users ------------------------------------------------------------------------------
@@ -108,6 +128,7 @@ def create_tenant(session: Session, *, by: Identity, slug: str, name: str) -> in
         )
     if not name:
         raise AccountError("A workspace needs a name.")
+    _check_name(name, "A workspace name")
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise AccountError(f"A workspace with the slug {slug} exists already; choose another.")
     tenant = Tenant(slug=slug, name=name)
@@ -143,6 +164,7 @@ def create_user(
         raise AccountError(f"{email or 'An empty e-mail'} is not an e-mail address.")
     if not display_name:
         raise AccountError("A user needs a display name.")
+    _check_name(display_name, "A display name")
     _check_role(role)
     tenant = _tenant(session, tenant_id)
     if password is None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core import accounts, audit, authz, cli, db
+from core import accounts, alerts, audit, authz, cli, controls, db
 from core.errors import (
     AccountError,
     AccountLockedError,
@@ -259,6 +259,7 @@ def test_emails_are_unique_across_tenants_and_roles_and_passwords_are_checked(cl
         ({"email": "bo@lab.example", "role": "superuser"}, "no role 'superuser'"),
         ({"email": "bo@lab.example", "password": "short pass"}, "at least 12 characters"),
         ({"email": "not an e-mail"}, "not an e-mail address"),
+        ({"email": "bo@lab.example", "display_name": "B" * 201}, "at most 200 characters; this one has 201"),
     ]
     for change, message in cases:
         fields: dict[str, object] = {"tenant_id": admin.tenant_id, "display_name": "Bo", "role": "researcher", **change}
@@ -266,6 +267,8 @@ def test_emails_are_unique_across_tenants_and_roles_and_passwords_are_checked(cl
             accounts.create_user(s, by=admin, **fields)  # type: ignore[arg-type]
     with db.session_scope(clean_db) as s, pytest.raises(AccountError, match="exists already"):
         accounts.create_tenant(s, by=admin, slug="lab-b", name="Again")
+    with db.session_scope(clean_db) as s, pytest.raises(AccountError, match="A workspace name is at most 200"):
+        accounts.create_tenant(s, by=admin, slug="lab-c", name="L" * 201)
     with db.session_scope(clean_db) as s:
         generated = accounts.create_user(
             s, by=admin, tenant_id=other, email="bo@lab.example", display_name="Bo", role="prompt_engineer"
@@ -276,6 +279,28 @@ def test_emails_are_unique_across_tenants_and_roles_and_passwords_are_checked(cl
     with db.session_scope(clean_db) as s:
         tenants = {t.slug: t for t in accounts.list_tenants(s, by=admin)}
         assert tenants["lab-b"].redact_pii and tenants["lab-b"].users == 1
+
+
+def test_a_long_name_and_e_mail_still_fit_every_column_that_says_who_acted(clean_db: Engine) -> None:
+    """The narrowest actor column holds 200 characters; PostgreSQL refuses more, so a user with a long
+    name would otherwise fail at every action (here: saving an alert rule and engaging the kill switch)."""
+    admin = cli_admin(clean_db)
+    email = f"{'e' * 150}@lab.example"
+    with db.session_scope(clean_db) as s:
+        accounts.create_user(
+            s, by=admin, tenant_id=admin.tenant_id, email=email, display_name="N" * 200, role="admin", password=PASSWORD
+        )
+        long_named = accounts.identity_of(s, user_id=accounts.user_id_by_email(s, email=email))
+    assert len(long_named.name) == accounts.ACTOR_LABEL_MAX
+    assert long_named.name.endswith(f"… ({email})") and long_named.name.startswith("NNN")
+    with db.session_scope(clean_db) as s:
+        alerts.update_rule(s, tenant_id=admin.tenant_id, rule="budget", enabled=True, threshold=0.5, actor=long_named)
+    controls.set_kill_switch(clean_db, engaged=True, reason="long name drill", actor=long_named)
+    assert controls.status(clean_db).kill_switch.actor == long_named.name
+    [entry] = [e for e in events(clean_db) if e.event_type == audit.KILL_SWITCH]
+    assert entry.actor == long_named.name and entry.actor_user_id == long_named.user_id
+    short = accounts.user_label(User(display_name="Ana", email="ana@lab.example"))
+    assert short == "Ana (ana@lab.example)"
 
 
 def test_the_last_active_admin_cannot_be_demoted_or_deactivated(clean_db: Engine) -> None:
