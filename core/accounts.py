@@ -12,6 +12,7 @@ transaction, committed before the error is raised). No password or hash ever rea
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,7 @@ WRONG = "E-mail or password is wrong."
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _THROTTLE = table_of(LoginThrottle)
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -421,14 +423,24 @@ def login(
     name = _login_name(email)
     outcome: Identity | Exception
     with session_scope(engine) as s:
-        connection = s.connection()
-        insert_ignoring_duplicates(connection, _THROTTLE, {"login": name, "failures": 0})
-        throttle = s.execute(select(LoginThrottle).where(LoginThrottle.login == name).with_for_update()).scalar_one()
+        throttle = _throttle_row(s, name)
         user = s.scalar(select(User).where(User.email == name))
         outcome = _attempt(s, throttle, user, name=name, password=password, settings=settings, now=now)
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
+
+
+def _throttle_row(s: Session, name: str) -> LoginThrottle:
+    """The name's failed-login counter, created when missing, locked for this attempt."""
+    query = select(LoginThrottle).where(LoginThrottle.login == name).with_for_update()
+    for _ in range(3):
+        insert_ignoring_duplicates(s.connection(), _THROTTLE, {"login": name, "failures": 0})
+        throttle = s.execute(query).scalar_one_or_none()
+        if throttle is not None:
+            return throttle
+        # Housekeeping (``forget_stale``) deleted an idle counter between the two statements: make it again.
+    raise AccountError("Signing in could not be recorded; try again in a moment.")
 
 
 def _attempt(
@@ -620,3 +632,35 @@ def change_password(engine: Engine, token: str, *, current: str, new: str) -> No
             .values(ended_at=utcnow())
         )
         _audit_user(s, identity, user, {"action": "password_changed"})
+
+
+STALE_AFTER = timedelta(days=1)
+"""How long an ended or expired sign-in session, or a failed-login counter nobody has touched, is
+kept before housekeeping deletes it."""
+
+
+def forget_stale(engine: Engine, *, now: datetime | None = None) -> tuple[int, int]:
+    """Delete sign-in sessions that ended or expired over ``STALE_AFTER`` ago, and failed-login
+    counters whose last failure and block are that old; returns (sessions, counters) deleted.
+
+    Without it both tables grow for ever: every sign-in leaves a session row, and every e-mail an
+    attacker tries leaves a counter. A counter a day idle no longer slows anyone (a lockout lasts
+    ``WORKBENCH_LOGIN_LOCKOUT_S``), so forgetting it gives a guesser nothing; an account's own lock
+    lives on the user row and is untouched. Run on the maintenance beat of workers and executors."""
+    cutoff = (now or utcnow()) - STALE_AFTER
+    with engine.begin() as connection:
+        sessions = connection.execute(
+            delete(AuthSession).where(
+                (AuthSession.expires_at < cutoff)
+                | (AuthSession.ended_at.is_not(None) & (AuthSession.ended_at < cutoff))
+            )
+        ).rowcount
+        counters = connection.execute(
+            delete(LoginThrottle).where(
+                LoginThrottle.last_failure_at < cutoff,
+                (LoginThrottle.blocked_until.is_(None)) | (LoginThrottle.blocked_until < cutoff),
+            )
+        ).rowcount
+    if sessions or counters:
+        log.info("housekeeping: %d old sign-in session(s), %d idle failed-login counter(s) deleted", sessions, counters)
+    return sessions, counters

@@ -50,7 +50,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from core import audit, authz, deployments, policy
+from core import accounts, audit, authz, deployments, policy
 from core.authz import Permission
 from core.db import as_utc, insert_ignoring_duplicates
 from core.errors import AlertRuleError, PermissionDeniedError
@@ -589,8 +589,8 @@ def evaluate_all(engine: Engine, *, now: datetime | None = None) -> dict[int, li
 
 class AlertSchedule:
     """Evaluates every tenant at most once per ``alert_interval_s``, and the prompt canaries with them
-    (``core.deployments.evaluate_canaries``): maintenance loops call ``tick`` on each of their (much
-    more frequent) rounds."""
+    (``core.deployments.evaluate_canaries``), and deletes stale sign-in rows (``core.accounts.forget_stale``):
+    maintenance loops call ``tick`` on each of their (much more frequent) rounds."""
 
     def __init__(
         self, engine: Engine, *, interval_s: float | None = None, clock: Callable[[], float] = time.monotonic
@@ -615,6 +615,10 @@ class AlertSchedule:
             deployments.evaluate_canaries(self.engine)
         except Exception:  # same reason as above: never take the maintenance loop down
             log.warning("evaluating prompt canaries failed; trying again in %g s", self.interval_s, exc_info=True)
+        try:  # and housekeeping: old sign-in sessions and idle failed-login counters
+            accounts.forget_stale(self.engine)
+        except Exception:  # same reason as above; nothing is lost by deleting them a minute later
+            log.warning("sign-in housekeeping failed; trying again in %g s", self.interval_s, exc_info=True)
         return True
 
 

@@ -10,7 +10,8 @@ quote it verbatim, so normalisation is deliberately moderate and happens exactly
   hyphen when the document shows it is a compound);
 * headings and paragraph ends stay on their own lines, and a bare page number printed at the top
   or bottom of a page is dropped;
-* text a reader cannot see (white fill, a font under 1 pt, render mode 3 or 7) is left out: the
+* text a reader cannot see (white or see-through fill, a font under 1 pt, squeezed under 5 % width,
+  render mode 3 or 7) is left out: the
   Librarian must not quote what nobody can find in the PDF. What was left out is reported beside
   the pages (``HiddenText``: page, kind, length, sha256, never the text), and the ingest run
   records it as an ``input.invisible_text`` policy violation. The invisible text layer of an
@@ -270,6 +271,10 @@ MIN_VISIBLE_PT = 1.0
 """Text whose effective size (font size times the text and user matrices' scale) is below this is unreadable."""
 SCAN_COVERAGE = 0.5
 """An image covering at least this share of the page makes render-mode-3 text an OCR layer, not a hiding place."""
+MIN_ALPHA = 0.05
+"""A fill or stroke opacity (``/ca``, ``/CA`` of an ExtGState set with ``gs``) at most this is see-through."""
+MIN_STRETCH_PERCENT = 5.0
+"""Horizontal scaling (``Tz``) under this squeezes a line into a sliver nobody can read."""
 
 _SHOWS = frozenset({b"Tj", b"TJ", b"'", b'"'})
 _COMPONENTS = {"/DeviceGray": 1, "/CalGray": 1, "/G": 1, "/DeviceRGB": 3, "/CalRGB": 3, "/RGB": 3}
@@ -306,8 +311,9 @@ class _Ink:
         """Render-mode-3 text was kept because the page may be a scan."""
         self.covered = False
         """An image covering most of the page was drawn."""
-        # fill white, stroke white, fill components, stroke components, render mode, font size
-        self.state: list[Any] = [False, False, 1, 1, 0, 1.0]
+        # fill white, stroke white, fill components, stroke components, render mode, font size,
+        # fill see-through, stroke see-through, horizontal scaling in percent
+        self.state: list[Any] = [False, False, 1, 1, 0, 1.0, False, False, 100.0]
         self.stack: list[list[Any]] = []
         self.forms: list[int] = []
         resources = page.get("/Resources")
@@ -334,6 +340,15 @@ class _Ink:
         elif op == b"Tf":
             if len(operands) > 1 and isinstance(operands[1], int | float):
                 state[5] = abs(float(operands[1]))
+        elif op == b"Tz":
+            if operands and isinstance(operands[0], int | float):
+                state[8] = abs(float(operands[0]))
+        elif op == b"gs":
+            fill_alpha, stroke_alpha = self._alphas(operands[0] if operands else None)
+            if fill_alpha is not None:
+                state[6] = fill_alpha <= MIN_ALPHA
+            if stroke_alpha is not None:
+                state[7] = stroke_alpha <= MIN_ALPHA
         elif op == b"Tr":
             if operands and isinstance(operands[0], int | float):
                 state[4] = int(operands[0])
@@ -364,18 +379,37 @@ class _Ink:
             del self.stack[depth:]
 
     def _hidden_kind(self, cm: list[float], tm: list[float]) -> str | None:
-        fill_white, stroke_white, _, _, mode, size = self.state
+        fill_white, stroke_white, _, _, mode, size, fill_clear, stroke_clear, stretch = self.state
         if mode == 3 or mode == 7:
             if not self.ocr_layer:
                 return "invisible"
             self.deferred = True
-        # Modes 0/4 fill, 1/5 stroke, 2/6 both: text is white if every way it is painted is white.
+        # Modes 0/4 fill, 1/5 stroke, 2/6 both: text is hidden if every way it is painted is hidden.
+        elif (fill_clear or mode in (1, 5)) and (stroke_clear or mode in (0, 4)):
+            return "transparent"
         elif (fill_white or mode in (1, 5)) and (stroke_white or mode in (0, 4)):
             return "white"
+        if stretch < MIN_STRETCH_PERCENT:
+            return "squeezed"
         scale = abs((tm[0] * tm[3] - tm[1] * tm[2]) * (cm[0] * cm[3] - cm[1] * cm[2]))
         if size * size * scale < MIN_VISIBLE_PT * MIN_VISIBLE_PT:
             return "tiny"
         return None
+
+    def _alphas(self, name: Any) -> tuple[float | None, float | None]:
+        """The fill and stroke opacity a ``gs`` sets (None where it leaves them as they are)."""
+        try:
+            states = self.resources.get("/ExtGState")
+            state = states.get_object()[name].get_object() if states is not None else None
+            if not isinstance(state, DictionaryObject):
+                return None, None
+            fill, stroke = state.get("/ca"), state.get("/CA")
+            return (
+                float(fill) if isinstance(fill, int | float) else None,
+                float(stroke) if isinstance(stroke, int | float) else None,
+            )
+        except Exception:  # an unresolvable graphics state is simply not known to hide anything
+            return None, None
 
     def _components(self, name: Any) -> int:
         if name in _COMPONENTS:

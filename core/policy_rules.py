@@ -42,7 +42,13 @@ _BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061
 _HIDDEN = re.compile(f"[{_ZERO_WIDTH}{_BIDI}\U000e0000-\U000e007f]+")
 _TAGS = re.compile("[\U000e0000-\U000e007f]+")
 
-INVISIBLE_KINDS = {"white": "white fill", "tiny": "font under 1 pt", "invisible": "invisible render mode"}
+INVISIBLE_KINDS = {
+    "white": "white fill",
+    "transparent": "opacity 0",
+    "tiny": "font under 1 pt",
+    "squeezed": "squeezed under 5% width",
+    "invisible": "invisible render mode",
+}
 
 # Role markers and delimiter escapes (neutralised one character for one, so offsets hold) --------
 

@@ -221,6 +221,36 @@ def test_sessions_end_when_idle_and_on_sign_out(clean_db: Engine) -> None:
     assert [e.event_type for e in events(clean_db)][-1] == audit.LOGOUT
 
 
+def test_housekeeping_forgets_old_sessions_and_idle_counters_and_nothing_still_in_force(clean_db: Engine) -> None:
+    ident = add_user(clean_db, "ana@lab.example")
+    conf = settings(session_ttl_s=3600)
+    day = timedelta(days=1)
+    expired_long_ago = accounts.start_session(clean_db, ident, settings=conf, now=T0 - 3 * day)
+    signed_out_long_ago = accounts.start_session(clean_db, ident, settings=conf, now=T0 - 3 * day)
+    accounts.end_session(clean_db, signed_out_long_ago, now=T0 - 3 * day)
+    live = accounts.start_session(clean_db, ident, settings=conf, now=T0)
+    just_signed_out = accounts.start_session(clean_db, ident, settings=conf, now=T0)
+    accounts.end_session(clean_db, just_signed_out, now=T0)
+    # A guesser's counters: one a week idle, one locked until now (4 failures), one slowed a minute ago.
+    attempt(clean_db, "old-guess@lab.example", "wrong", T0 - 7 * day)
+    for n in range(4):
+        attempt(clean_db, "locked@lab.example", "wrong", T0 - timedelta(minutes=10) + timedelta(seconds=10 * n))
+    attempt(clean_db, "recent@lab.example", "wrong", T0 - timedelta(minutes=1))
+
+    assert accounts.forget_stale(clean_db, now=T0) == (2, 1)
+    with db.session_scope(clean_db) as s:
+        assert set(s.scalars(select(LoginThrottle.login))) == {"locked@lab.example", "recent@lab.example"}
+    assert accounts.resume(clean_db, live, settings=conf, now=T0).user_id == ident.user_id
+    for gone in (expired_long_ago, signed_out_long_ago):
+        with pytest.raises(SessionExpiredError):
+            accounts.resume(clean_db, gone, settings=conf, now=T0)
+    locked = attempt(clean_db, "locked@lab.example", "wrong", T0)
+    assert isinstance(locked, AccountLockedError), "a lock still in force is never forgotten"
+    assert accounts.forget_stale(clean_db, now=T0) == (0, 0)
+    # A forgotten name starts counting anew, as a name never tried does.
+    assert isinstance(attempt(clean_db, "old-guess@lab.example", "wrong", T0), InvalidCredentialsError)
+
+
 def test_a_role_change_applies_on_the_next_resume_and_deactivation_ends_sessions(clean_db: Engine) -> None:
     ident = add_user(clean_db, "ana@lab.example")
     token = accounts.start_session(clean_db, ident)

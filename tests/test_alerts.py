@@ -31,6 +31,7 @@ from core.models import (
     FalseSupportReport,
     Job,
     LlmUsageEvent,
+    LoginThrottle,
     ParagraphVersion,
     SentenceCheck,
     utcnow,
@@ -514,10 +515,15 @@ def test_the_worker_maintenance_evaluates_alerts(clean_db: Engine, session: Sess
 
     reports(session, identity, 1, at=utcnow())
     session.commit()
+    # A failed-login counter a week idle: the same beat's housekeeping forgets it.
+    session.add(LoginThrottle(login="guess@evil.example", failures=2, last_failure_at=utcnow() - timedelta(days=7)))
+    session.commit()
     maintenance = Maintenance(clean_db, "alerts-test-worker", ["facts"])
     assert maintenance.alerts.interval_s == 60, "WORKBENCH_ALERT_INTERVAL_S, default 60 s"
     assert maintenance.alerts.tick()
     assert [(e.rule, e.state) for e in events(clean_db, identity.tenant_id)] == [("false_support", "firing")]
+    with db.session_scope(clean_db) as s:
+        assert s.get(LoginThrottle, "guess@evil.example") is None
 
 
 def test_the_in_process_executor_evaluates_alerts_in_its_maintenance(
@@ -540,6 +546,7 @@ def test_a_broken_evaluation_is_logged_not_raised(caplog: pytest.LogCaptureFixtu
     broken = db.get_engine("postgresql://nobody@127.0.0.1:1/nothing")  # nothing listens on port 1
     assert AlertSchedule(broken, interval_s=60).tick()
     assert "evaluating alert rules failed" in caplog.text
+    assert "sign-in housekeeping failed" in caplog.text
 
 
 # CLI -------------------------------------------------------------------------------------------

@@ -498,6 +498,25 @@ def test_ordinary_scientific_pdfs_have_nothing_hidden_and_keep_their_text() -> N
         assert not any(policy_rules.source_spans(text) for text in texts), name
 
 
+def test_faint_and_condensed_text_a_reader_can_see_is_kept_and_see_through_text_is_not() -> None:
+    from tests.pdf_factory import _new_pdf
+
+    pdf = _new_pdf()
+    pdf.add_page()
+    pdf.set_font("Times", "", 11)
+    with pdf.local_context(fill_opacity=0.4):  # a light watermark-like line is still read
+        pdf.cell(0, 6, "Biochar was applied at 20 t/ha.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_stretching(60)  # a condensed line is still read
+    pdf.cell(0, 6, "Leaching fell by 34%.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_stretching(100)
+    with pdf.local_context(fill_opacity=0):
+        pdf.cell(0, 6, "Yields rose by 400%.", new_x="LMARGIN", new_y="NEXT")
+    extracted = extract_pdf(bytes(pdf.output()), max_bytes=10**8)
+    assert extracted.pages == ["Biochar was applied at 20 t/ha. Leaching fell by 34%."]
+    (hidden,) = extracted.hidden
+    assert hidden.kinds == {"transparent"} and hidden.sha256 == hashlib.sha256(b"Yields rose by 400%.").hexdigest()
+
+
 def test_an_ocr_text_layer_over_a_scanned_page_is_kept() -> None:
     from PIL import Image
 

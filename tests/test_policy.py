@@ -170,6 +170,8 @@ def test_hidden_text_is_what_pypdf_extracts() -> None:
         "white_false_claim",
         "zero_size_font",
         "render_mode_invisible",
+        "transparent_text",
+        "squeezed_text",
         "ignore_previous_zh",
         "zero_width",
         "bidi_override",
