@@ -1,4 +1,4 @@
-"""Bearer-token authentication and the per-token rate limit.
+"""Bearer-token authentication and the per-token rate limit (``api.rate_limit``).
 
 The tenant always comes from the token: a ``tenant_id`` naming any other tenant, whether a query
 parameter or a member of a JSON body, is refused (403), never honoured; the token's own tenant id is
@@ -8,56 +8,19 @@ allowed (and changes nothing).
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.database import engine
+from api.rate_limit import limiter
 from core import api_tokens, authz
 from core.errors import PermissionDeniedError, SessionExpiredError
 from core.tenancy import Identity
 
 _bearer = HTTPBearer(auto_error=False, description="A token from the workbench's API tokens page.")
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float = field(default_factory=time.monotonic)
-
-
-class RateLimiter:
-    """A token bucket per API token, in this process (one uvicorn worker per machine keeps it exact;
-    several workers each allow the rate, which the README says)."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[int, _Bucket] = {}
-        self._lock = threading.Lock()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._buckets.clear()
-
-    def take(self, token_id: int, per_minute: int) -> float | None:
-        """None when the request may go ahead, else the seconds to wait."""
-        rate = per_minute / 60.0
-        with self._lock:
-            now = time.monotonic()
-            bucket = self._buckets.setdefault(token_id, _Bucket(float(per_minute), now))
-            bucket.tokens = min(float(per_minute), bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
-            if bucket.tokens >= 1:
-                bucket.tokens -= 1
-                return None
-            return (1 - bucket.tokens) / rate
-
-
-limiter = RateLimiter()
 
 
 TENANT_PARAMETER = "tenant_id"
